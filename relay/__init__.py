@@ -1,0 +1,3 @@
+"""relay: verify provider webhooks, record them durably, route them to Notte Functions."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""`create_app()`: the relay as an ASGI app. The lifespan owns the store, the HTTP client and the workers."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relay import ingress
+from relay.config import Config
+from relay.context import Context
+from relay.errors import StoreError
+from relay.store import Store
+
+
+def create_app(
+    config: Config,
+    *,
+    store: Store,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    deliver: bool = True,
+) -> Starlette:
+    """The relay app. `store` is opened and closed by the app's lifespan; `transport` is for tests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        app.state.ctx = Context(config=config, store=store, clock=clock)
+        try:
+            yield
+        finally:
+            await store.close()
+
+    routes = [
+        Route("/hooks/{source}", ingress.receive, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The process can take events: its store answers."""
+    ctx: Context = request.app.state.ctx
+    try:
+        await ctx.store.ping()
+    except StoreError as exc:
+        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reasons = {404: "not_found", 405: "method_not_allowed"}
+    reason = reasons.get(exc.status_code, "http_error")
+    return ingress.problem(exc.status_code, reason, exc.detail, allow=(exc.headers or {}).get("Allow"))

@@ -1,0 +1,120 @@
+"""The SQLite store's statements, named. Parameters are always bound, never formatted in (except `{marks}`,
+a run of `?` placeholders)."""
+
+DEDUPE_GET = "SELECT event, expires_at FROM dedupe WHERE source = :source AND event_id = :event_id"
+
+DEDUPE_PUT = """
+INSERT INTO dedupe (source, event_id, event, expires_at) VALUES (:source, :event_id, :event, :expires_at)
+ON CONFLICT (source, event_id) DO UPDATE SET event = excluded.event, expires_at = excluded.expires_at
+"""
+
+EVENT_INSERT = """
+INSERT INTO events (id, source, event_id, type, status, received_at, headers, query, body)
+VALUES (:id, :source, :event_id, :type, :status, :received_at, :headers, :query, :body)
+"""
+
+DELIVERY_INSERT = """
+INSERT INTO deliveries (id, event, route_id, target_index, function_id, status, next_attempt_at, variables,
+                        stream, timeout, retry, runtime, last_error, created_at, updated_at)
+VALUES (:id, :event, :route_id, :target_index, :function_id, :status, :next_attempt_at, :variables,
+        :stream, :timeout, :retry, :runtime, :last_error, :now, :now)
+"""
+
+_EVENT_COLUMNS = "id, source, event_id, type, status, received_at, headers, query, body"
+
+EVENT = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = :id"
+
+EVENT_BY_PROVIDER_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = :event_id ORDER BY id DESC LIMIT 1"
+
+EVENTS = f"""
+SELECT {_EVENT_COLUMNS} FROM events
+WHERE (:source IS NULL OR source = :source)
+  AND (:type IS NULL OR type GLOB :type)
+  AND (:since IS NULL OR received_at >= :since)
+  AND (:until IS NULL OR received_at < :until)
+  AND (:status IS NULL OR status = :status
+       OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event = events.id AND d.status = :status))
+ORDER BY received_at DESC, id DESC
+LIMIT :limit
+"""
+
+_DELIVERY_COLUMNS = """id, event, route_id, target_index, function_id, status, attempts, rate_limited,
+next_attempt_at, variables, stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at"""
+
+DELIVERIES_OF_EVENTS = (
+    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE event IN ({{marks}}) ORDER BY event, route_id, target_index"
+)
+
+ATTEMPTS = """
+SELECT number, started_at, latency_ms, outcome, http_status, error, function_run_id, session_id, function_status,
+       result, logs
+FROM attempts WHERE delivery = :delivery ORDER BY number
+"""
+
+# The number is counted here, not trusted from the worker: a reclaimed lease may race a slow first owner.
+ATTEMPT_INSERT = """
+INSERT INTO attempts (delivery, number, started_at, latency_ms, outcome, http_status, error, function_run_id,
+                      session_id, function_status, result, logs)
+VALUES (:delivery, (SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE delivery = :delivery), :started_at, :latency_ms, :outcome, :http_status, :error, :function_run_id,
+        :session_id, :function_status, :result, :logs)
+"""
+
+IN_FLIGHT = "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_until > :now"
+
+CLAIM = f"""
+UPDATE deliveries SET status = 'in_flight', lease_owner = :owner, lease_until = :until, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= :now
+    UNION ALL
+    SELECT id FROM deliveries WHERE status = 'in_flight' AND lease_until <= :now
+    LIMIT :n
+)
+RETURNING {_DELIVERY_COLUMNS}
+"""
+
+RENEW = """
+UPDATE deliveries SET lease_until = :until
+WHERE id = :id AND lease_owner = :owner AND status = 'in_flight'
+"""
+
+DELIVERY_FINISH = """
+UPDATE deliveries
+SET status = :status, next_attempt_at = :next_attempt_at, last_error = :last_error,
+    attempts = attempts + 1, rate_limited = rate_limited + :rate_limited,
+    function_run_id = coalesce(:function_run_id, function_run_id),
+    lease_owner = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :id AND lease_owner = :owner AND status = 'in_flight'
+"""
+
+RELEASE = """
+UPDATE deliveries SET status = 'retrying', next_attempt_at = :now, lease_owner = NULL, lease_until = NULL
+WHERE lease_owner = :owner AND status = 'in_flight'
+"""
+
+RELEASE_ALL = """
+UPDATE deliveries SET status = 'retrying', next_attempt_at = :now, lease_owner = NULL, lease_until = NULL
+WHERE status = 'in_flight'
+"""
+
+REJECTION_COUNT = """
+INSERT INTO rejection_counts (source, reason, count) VALUES (:source, :reason, 1)
+ON CONFLICT (source, reason) DO UPDATE SET count = count + 1
+"""
+
+REJECTION_INSERT = """
+INSERT INTO rejections (source, reason, status, message, received_at, headers, body_head, body_size)
+VALUES (:source, :reason, :status, :message, :received_at, :headers, :body_head, :body_size)
+"""
+
+REJECTION_PRUNE = """
+DELETE FROM rejections WHERE source = :source AND id <= (
+    SELECT id FROM rejections WHERE source = :source ORDER BY id DESC LIMIT 1 OFFSET :keep
+)
+"""
+
+REJECTIONS = """
+SELECT source, reason, status, message, received_at, headers, body_head, body_size FROM rejections
+WHERE (:source IS NULL OR source = :source) ORDER BY id DESC
+"""
+
+REJECTION_COUNTS = "SELECT source, reason, count FROM rejection_counts ORDER BY source, reason"

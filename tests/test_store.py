@@ -1,0 +1,210 @@
+"""The Store contract, run against every backend (SQLite files today; PostgreSQL joins this parametrization)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relay.errors import NotFound, StoreUnavailable
+from relay.store import (
+    Attempt,
+    DeliveryStatus,
+    EventFilter,
+    EventStatus,
+    NewDelivery,
+    NewEvent,
+    Outcome,
+    Rejection,
+    Store,
+    new_id,
+)
+from relay.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+NOW = 1_800_000_000.0
+RETRY = {"max_attempts": 3, "base": 1, "cap": 10, "max_age": 3600, "on_function_failure": False}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    backend = SQLiteStore(tmp_path / "relay.db")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def event(event_id: str = "evt_1", *, source: str = "stripe", at: float = NOW, window: float = 100) -> NewEvent:
+    return NewEvent(
+        id=new_id("evt", at),
+        source=source,
+        event_id=event_id,
+        type="invoice.paid",
+        received_at=at,
+        headers={"content-type": "application/json"},
+        query={},
+        body=b'{"id": "%s"}' % event_id.encode(),
+        dedupe_until=at + window,
+    )
+
+
+def delivery(function_id: str = "func_a", **kwargs: object) -> NewDelivery:
+    fields: dict[str, object] = {
+        "id": new_id("dlv"),
+        "route_id": "r",
+        "target_index": 0,
+        "function_id": function_id,
+        "variables": {"n": 1},
+        "stream": False,
+        "timeout": 30,
+        "retry": RETRY,
+    }
+    fields.update(kwargs)
+    return NewDelivery(**fields)  # type: ignore[arg-type]
+
+
+async def test_ingest_keeps_event_and_deliveries(store: Store) -> None:
+    new = event()
+    stored = await store.ingest(new, [delivery("func_a"), delivery("func_b")])
+    assert (stored.id, stored.duplicate, stored.deliveries) == (new.id, False, 2)
+    got = await store.event(new.id)
+    assert got.status == EventStatus.ROUTED
+    assert got.body == new.body
+    assert sorted(d.function_id for d in got.deliveries) == ["func_a", "func_b"]
+    assert all(d.status == DeliveryStatus.PENDING and d.variables == {"n": 1} for d in got.deliveries)
+
+
+async def test_event_without_deliveries_is_unrouted(store: Store) -> None:
+    new = event()
+    await store.ingest(new, [])
+    assert (await store.event(new.id)).status == EventStatus.UNROUTED
+
+
+async def test_event_found_by_provider_id(store: Store) -> None:
+    new = event("evt_provider")
+    await store.ingest(new, [])
+    assert (await store.event("evt_provider")).id == new.id
+
+
+async def test_unknown_event_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="no event with id 'evt_nope'"):
+        await store.event("evt_nope")
+
+
+async def test_duplicate_within_window_answers_original(store: Store) -> None:
+    first = await store.ingest(event(), [delivery()])
+    again = await store.ingest(event(at=NOW + 50), [delivery()])
+    assert (again.id, again.duplicate, again.deliveries) == (first.id, True, 0)
+    assert len(await store.events(EventFilter())) == 1
+
+
+async def test_same_id_after_window_is_a_new_event(store: Store) -> None:
+    first = await store.ingest(event(), [])
+    later = await store.ingest(event(at=NOW + 101), [])
+    assert not later.duplicate and later.id != first.id
+
+
+async def test_same_id_from_another_source_is_not_a_duplicate(store: Store) -> None:
+    await store.ingest(event(), [])
+    other = await store.ingest(event(source="github"), [])
+    assert not other.duplicate
+
+
+async def test_concurrent_duplicates_store_one_event(store: Store) -> None:
+    answers = await asyncio.gather(*(store.ingest(event(), [delivery()]) for _ in range(50)))
+    assert sum(not answer.duplicate for answer in answers) == 1
+    assert len({answer.id for answer in answers}) == 1
+    stored = await store.events(EventFilter())
+    assert len(stored) == 1 and len(stored[0].deliveries) == 1
+
+
+async def test_many_concurrent_ingests_are_all_kept(store: Store) -> None:
+    answers = await asyncio.gather(*(store.ingest(event(f"e{i}"), [delivery()]) for i in range(300)))
+    assert not any(answer.duplicate for answer in answers)
+    assert len(await store.events(EventFilter())) == 300
+
+
+async def test_events_filters(store: Store) -> None:
+    await store.ingest(event("a", source="stripe", at=NOW), [delivery()])
+    await store.ingest(event("b", source="github", at=NOW + 10), [])
+    assert [e.event_id for e in await store.events(EventFilter())] == ["b", "a"]
+    assert [e.event_id for e in await store.events(EventFilter(source="github"))] == ["b"]
+    assert [e.event_id for e in await store.events(EventFilter(status="unrouted"))] == ["b"]
+    assert [e.event_id for e in await store.events(EventFilter(status="pending"))] == ["a"]
+    assert [e.event_id for e in await store.events(EventFilter(type="invoice.*"))] == ["b", "a"]
+    assert [e.event_id for e in await store.events(EventFilter(since=NOW + 5))] == ["b"]
+    assert [e.event_id for e in await store.events(EventFilter(limit=1))] == ["b"]
+
+
+async def test_rejections_are_counted_and_bounded(store: Store) -> None:
+    for i in range(30):
+        rejection = Rejection("stripe", "signature_invalid", 401, "no match", NOW + i, {}, b"x" * 10, 10)
+        await store.reject(rejection, keep=5)
+    await store.ingest(event(), [])  # shares a commit with the queued rejections, so they are visible after it
+    kept = await store.rejections("stripe")
+    assert len(kept) == 5
+    assert [r.received_at for r in kept] == [NOW + i for i in range(29, 24, -1)]
+    assert await store.rejection_counts() == {("stripe", "signature_invalid"): 30}
+
+
+async def test_claim_respects_the_global_in_flight_cap(store: Store) -> None:
+    await store.ingest(event(), [delivery() for _ in range(5)])
+    first = await store.claim("w1", limit=10, now=NOW, lease=30, max_in_flight=3)
+    assert len(first) == 3
+    assert await store.claim("w2", limit=10, now=NOW, lease=30, max_in_flight=3) == []
+    after_lease = await store.claim("w2", limit=10, now=NOW + 31, lease=30, max_in_flight=3)
+    assert len(after_lease) == 3  # the first three leases expired: two still due plus one reclaimed
+
+
+async def test_finish_records_attempt_and_state(store: Store) -> None:
+    new = event()
+    await store.ingest(new, [delivery()])
+    (claimed,) = await store.claim("w1", limit=1, now=NOW, lease=30, max_in_flight=10)
+    attempt = Attempt(1, NOW, 12.5, "retrying", http_status=500, error="HTTP 500", logs=("a", "b"))
+    await store.finish(claimed, "w1", attempt, Outcome(DeliveryStatus.RETRYING, NOW + 5, "HTTP 500"))
+    (got,) = (await store.event(new.id)).deliveries
+    assert (got.status, got.attempts, got.next_attempt_at, got.last_error) == ("retrying", 1, NOW + 5, "HTTP 500")
+    assert got.history == (attempt,)
+    assert await store.claim("w1", limit=1, now=NOW + 1, lease=30, max_in_flight=10) == []
+    assert len(await store.claim("w1", limit=1, now=NOW + 5, lease=30, max_in_flight=10)) == 1
+
+
+async def test_release_gives_deliveries_back(store: Store) -> None:
+    await store.ingest(event(), [delivery(), delivery()])
+    assert len(await store.claim("w1", limit=5, now=NOW, lease=30, max_in_flight=10)) == 2
+    assert await store.release("w1", NOW + 1) == 2
+    assert len(await store.claim("w2", limit=5, now=NOW + 1, lease=30, max_in_flight=10)) == 2
+
+
+async def test_failed_planned_delivery_is_not_claimed(store: Store) -> None:
+    await store.ingest(event(), [delivery(status=DeliveryStatus.FAILED, error="variables.x: missing")])
+    assert await store.claim("w1", limit=5, now=NOW + 1, lease=30, max_in_flight=10) == []
+
+
+async def test_migrations_apply_once(tmp_path: Path) -> None:
+    for _ in range(2):
+        store = SQLiteStore(tmp_path / "relay.db")
+        await store.open()
+        await store.close()
+    with sqlite3.connect(tmp_path / "relay.db") as connection:
+        assert connection.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "missing-dir" / "relay.db")
+    with pytest.raises(StoreUnavailable, match="cannot open"):
+        await store.open()
+
+
+async def test_write_after_close_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.ingest(event(), [])
