@@ -40,9 +40,7 @@ def store_options(f: F) -> F:
         default=None,
         help="sqlite:///path (PostgreSQL: later). Overrides --db.",
     )(f)
-    return click.option(
-        "--db", envvar="RELAY_DB", default="relay.db", show_default=True, help="The SQLite file."
-    )(f)
+    return click.option("--db", envvar="RELAY_DB", default="relay.db", show_default=True, help="The SQLite file.")(f)
 
 
 def json_option(f: F) -> F:
@@ -74,7 +72,16 @@ def check(path: str) -> None:
 @click.option("--host", envvar="RELAY_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="RELAY_PORT", default=8000, show_default=True, type=int)
 @click.option("--log-level", envvar="RELAY_LOG_LEVEL", default="info", show_default=True)
-def serve(config_path: str, db: str, database_url: str | None, host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--deliver/--no-deliver",
+    envvar="RELAY_DELIVER",
+    default=True,
+    show_default=True,
+    help="Run delivery workers in this process (--no-deliver: ingest only).",
+)
+def serve(
+    config_path: str, db: str, database_url: str | None, host: str, port: int, log_level: str, deliver: bool
+) -> None:
     """Serve /hooks/{source} and deliver to Notte Functions.
 
     Example: relay serve --config routes.yaml --db relay.db --port 8000
@@ -86,7 +93,7 @@ def serve(config_path: str, db: str, database_url: str | None, host: str, port: 
     loaded = _load_config(config_path)
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
-    app = create_app(loaded, store=_store(db, database_url))
+    app = create_app(loaded, store=_store(db, database_url), deliver=deliver)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
 
 
@@ -114,7 +121,9 @@ def migrate(db: str, database_url: str | None) -> None:
 @click.option("--url", envvar="RELAY_URL", default=None, help="Default: http://127.0.0.1:8000/hooks/SOURCE")
 @click.option("--event", envvar="RELAY_EVENT", default=None, help="Event hint (X-GitHub-Event, Shopify topic...).")
 @click.option("-H", "--header", "extra", multiple=True, help="Extra header 'Name: value' (repeatable).")
-def send(source: str, payload: str, config_path: str, url: str | None, event: str | None, extra: tuple[str, ...]) -> None:
+def send(
+    source: str, payload: str, config_path: str, url: str | None, event: str | None, extra: tuple[str, ...]
+) -> None:
     """Sign PAYLOAD with SOURCE's secret exactly as the provider would, and POST it.
 
     The event hint defaults to the file name: examples/github/pull_request.opened.json sends
@@ -134,7 +143,11 @@ def send(source: str, payload: str, config_path: str, url: str | None, event: st
     assert provider is not None
     body = Path(payload).read_bytes()
     signed = provider.sign(spec, body, time.time(), event or Path(payload).name.removesuffix(".json"))
-    headers = {"Content-Type": signed.content_type, "User-Agent": f"relay-send/{__version__}", **signed.headers}
+    headers = {
+        "Content-Type": signed.content_type,
+        "User-Agent": f"relay-send/{__version__}",
+        **signed.headers,
+    }
     for line in extra:
         name, sep, value = line.partition(":")
         if not sep:

@@ -137,9 +137,9 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 
 def loads(text: str, file: str, env: Mapping[str, str]) -> Config:
     doc = parse(text, file, env)
-    config = _build(doc) if not _errors(doc) else None
+    config = _build(doc) if doc.data is not None or not doc.issues else None
     if config is None or _errors(doc):
-        raise ConfigError(_errors(doc))
+        raise ConfigError(sorted(doc.issues, key=lambda issue: (issue.line, issue.column)))
     return config
 
 
@@ -184,7 +184,15 @@ def _notte(raw: dict[str, Any], at: Located) -> Notte:
 
 def _defaults(raw: dict[str, Any], at: Located) -> Defaults:
     base = Defaults()
-    keys = {"timeout", "retry", "tolerance", "max_body", "dedupe_window", "rejections_kept", "result_max_bytes"}
+    keys = {
+        "timeout",
+        "retry",
+        "tolerance",
+        "max_body",
+        "dedupe_window",
+        "rejections_kept",
+        "result_max_bytes",
+    }
     _unknown_keys(raw, keys, at)
     return Defaults(
         timeout=_duration(raw, "timeout", at, base.timeout),
@@ -271,9 +279,9 @@ def _source_template(spec: dict[str, Any], key: str, at: Located) -> templates.T
     if key not in spec:
         return None
     if not isinstance(spec[key], str):
-        at.child(key).error(f"`{key}` must be a template string like \"{{{{ body.{key} }}}}\", got {spec[key]!r}")
+        at.child(key).error(f'`{key}` must be a template string like "{{{{ body.{key} }}}}", got {spec[key]!r}')
         return None
-    return templates.compile_template(spec[key], at.child(key))
+    return templates.compile_template(spec[key], at.child(key), roots=templates.SOURCE_ROOTS)
 
 
 def _secrets(spec: dict[str, Any], at: Located, name: str, *, needed: bool) -> tuple[Secret, ...]:
@@ -286,7 +294,7 @@ def _secrets(spec: dict[str, Any], at: Located, name: str, *, needed: bool) -> t
     secrets = tuple(Secret(item) for item in raw if item)
     if needed and not secrets:
         at.error(
-            f"source {name!r} has no secret: set `secret: \"${{ENV_VAR}}\"` "
+            f'source {name!r} has no secret: set `secret: "${{ENV_VAR}}"` '
             "(empty values from unset variables are dropped)"
         )
     return secrets
@@ -338,9 +346,7 @@ def _route(index: int, spec: Any, at: Located, defaults: Defaults, sources: dict
     return Route(route_id, source_name, events, when, targets, index)
 
 
-def _target(
-    r_index: int, route_id: str, index: int, spec: Any, at: Located, defaults: Defaults
-) -> Target | None:
+def _target(r_index: int, route_id: str, index: int, spec: Any, at: Located, defaults: Defaults) -> Target | None:
     if not isinstance(spec, dict):
         at.error("each target must be a mapping with `function_id` and `variables`")
         return None
@@ -431,13 +437,22 @@ def _duration(raw: dict[str, Any], key: str, at: Located, default: float) -> flo
         return default
     seconds = parse_duration(raw[key])
     if seconds is None:
-        at.child(key).error(f"`{key}` must be a duration like 300, \"90s\", \"30m\" or \"7d\", got {raw[key]!r}")
+        at.child(key).error(f'`{key}` must be a duration like 300, "90s", "30m" or "7d", got {raw[key]!r}')
         return default
     return seconds
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 10**6, "MiB": 1024**2, "GB": 10**9, "GiB": 1024**3}
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 10**6,
+    "MiB": 1024**2,
+    "GB": 10**9,
+    "GiB": 1024**3,
+}
 
 
 def _size(raw: dict[str, Any], key: str, at: Located, default: int) -> int:
@@ -448,5 +463,5 @@ def _size(raw: dict[str, Any], key: str, at: Located, default: int) -> int:
         return value
     if isinstance(value, str) and (match := _SIZE.match(value)):
         return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    at.child(key).error(f"`{key}` must be a size like 5242880 or \"5MiB\", got {value!r}")
+    at.child(key).error(f'`{key}` must be a size like 5242880 or "5MiB", got {value!r}')
     return default

@@ -36,10 +36,11 @@ async def receive(request: Request) -> Response:
     assert provider is not None  # config.load() only builds sources of known kinds
     now = ctx.clock()
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in request.scope["headers"]}
+    query = dict(request.query_params) if request.scope["query_string"] else {}
     body = b""
     try:
         body = await read_body(request, source.max_body)
-        incoming = Incoming(body=body, headers=headers, query=dict(request.query_params), path=request.url.path)
+        incoming = Incoming(body=body, headers=headers, query=query, path=request.scope["path"])
         provider.verify(source, incoming, now)
         described = provider.describe(source, incoming)
     except Rejected as exc:
@@ -67,7 +68,7 @@ async def receive(request: Request) -> Response:
         type=described.type,
         received_at=now,
         headers=redact(headers),
-        query=dict(request.query_params),
+        query=query,
         body=body,
         dedupe_until=now + source.dedupe_window,
     )
@@ -85,7 +86,12 @@ async def receive(request: Request) -> Response:
     if stored.deliveries:
         ctx.wake()
     return JSONResponse(
-        {"id": stored.id, "event_id": stored.event_id, "duplicate": stored.duplicate, "deliveries": stored.deliveries}
+        {
+            "id": stored.id,
+            "event_id": stored.event_id,
+            "duplicate": stored.duplicate,
+            "deliveries": stored.deliveries,
+        }
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +86,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
 
 
 def events_table(events: list[Event]) -> str:
-    rows = [("ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "DELIVERIES")]
+    rows: list[tuple[str, ...]] = [("ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "DELIVERIES")]
     for event in events:
         counts = Counter(delivery.status.value for delivery in event.deliveries)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "-"
@@ -128,6 +129,8 @@ def event_text(event: Event) -> str:
     return "\n".join(lines)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

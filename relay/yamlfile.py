@@ -31,9 +31,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _TIMESTAMP)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -46,16 +44,18 @@ class Document:
 
     file: str
     data: Any
-    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)  # where each value starts
+    key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)  # where each mapping key starts
     issues: list[ConfigIssue] = field(default_factory=list)
 
     def at(self, *path: str | int) -> Located:
         return Located(self, tuple(path))
 
     def position(self, path: Path) -> tuple[int, int]:
-        while path not in self.positions and path:
+        """Where the entry at `path` starts: its key in a mapping, the value itself in a list."""
+        while path and path not in self.key_positions and path not in self.positions:
             path = path[:-1]
-        return self.positions.get(path, (0, 0))
+        return self.key_positions.get(path) or self.positions.get(path, (0, 0))
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,16 @@ def _convert(
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             key_path = (*path, str(key))
+            key_at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if not isinstance(key, str):
-                doc.positions.setdefault(key_path, (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
-                Located(doc, key_path).error(f"keys must be strings, got {type(key).__name__} {key!r}")
+                doc.issues.append(
+                    ConfigIssue(doc.file, *key_at, f"keys must be strings, got {type(key).__name__} {key!r}")
+                )
                 key = str(key)
             if key in out:
-                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                doc.issues.append(ConfigIssue(doc.file, line, column, f"duplicate key {key!r}"))
+                doc.issues.append(ConfigIssue(doc.file, *key_at, f"duplicate key {key!r}"))
                 continue
-            doc.positions[key_path] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            doc.key_positions[key_path] = key_at
             out[key] = _convert(value_node, key_path, loader, doc, env, counter)
         return out
     if isinstance(node, yaml.SequenceNode):
@@ -149,10 +150,7 @@ def _interpolate(value: str, at: Located, env: Mapping[str, str]) -> str:
             return env[name]
         if default is not None:
             return default
-        at.error(
-            f"environment variable {name} is not set "
-            f"(set it, or write ${{{name}:-}} to allow an empty value)"
-        )
-        return ""
+        at.error(f"environment variable {name} is not set (set it, or write ${{{name}:-}} to allow an empty value)")
+        return match.group(0)  # keep the reference: this error should not cascade into "no secret"
 
     return _ENV_REF.sub(replace, value)

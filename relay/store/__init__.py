@@ -7,6 +7,7 @@ process-local assumptions (several relay processes may share one PostgreSQL).
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -14,18 +15,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # sorts like the numbers it encodes
+_SHIFTS = range(125, -1, -5)
+
+
+_random = random.Random(secrets.randbits(128))  # ids need to be unique, not unguessable: skip a syscall per id
 
 
 def new_id(prefix: str, now: float | None = None) -> str:
-    """A sortable unique id: `evt_` + 48-bit milliseconds + 80 random bits, Crockford base32 (like a ULID)."""
-    ms = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
-    value = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars)).lower()}"
+    """A sortable unique id: `evt_` + 48-bit milliseconds + 80 random bits in lower-case Crockford base32."""
+    value = ((int((time.time() if now is None else now) * 1000) & (2**48 - 1)) << 80) | _random.getrandbits(80)
+    return f"{prefix}_{''.join([_CROCKFORD[(value >> shift) & 31] for shift in _SHIFTS])}"
 
 
 class EventStatus(StrEnum):

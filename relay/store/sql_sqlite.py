@@ -1,11 +1,15 @@
 """The SQLite store's statements, named. Parameters are always bound, never formatted in (except `{marks}`,
 a run of `?` placeholders)."""
 
-DEDUPE_GET = "SELECT event, expires_at FROM dedupe WHERE source = :source AND event_id = :event_id"
+DEDUPE_GET = "SELECT event FROM dedupe WHERE source = :source AND event_id = :event_id"
 
-DEDUPE_PUT = """
+# Take the (source, event id) key unless a live one holds it; no row back means a duplicate. One statement, so
+# the common case costs one index probe, and concurrent duplicates cannot both win.
+DEDUPE_CLAIM = """
 INSERT INTO dedupe (source, event_id, event, expires_at) VALUES (:source, :event_id, :event, :expires_at)
 ON CONFLICT (source, event_id) DO UPDATE SET event = excluded.event, expires_at = excluded.expires_at
+WHERE dedupe.expires_at <= :now
+RETURNING event
 """
 
 EVENT_INSERT = """
@@ -24,7 +28,10 @@ _EVENT_COLUMNS = "id, source, event_id, type, status, received_at, headers, quer
 
 EVENT = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = :id"
 
-EVENT_BY_PROVIDER_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = :event_id ORDER BY id DESC LIMIT 1"
+EVENT_BY_PROVIDER_ID = f"""
+SELECT {_EVENT_COLUMNS} FROM events
+WHERE id = (SELECT event FROM dedupe WHERE event_id = :event_id ORDER BY expires_at DESC LIMIT 1)
+"""
 
 EVENTS = f"""
 SELECT {_EVENT_COLUMNS} FROM events
@@ -55,7 +62,8 @@ FROM attempts WHERE delivery = :delivery ORDER BY number
 ATTEMPT_INSERT = """
 INSERT INTO attempts (delivery, number, started_at, latency_ms, outcome, http_status, error, function_run_id,
                       session_id, function_status, result, logs)
-VALUES (:delivery, (SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE delivery = :delivery), :started_at, :latency_ms, :outcome, :http_status, :error, :function_run_id,
+VALUES (:delivery, (SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE delivery = :delivery),
+        :started_at, :latency_ms, :outcome, :http_status, :error, :function_run_id,
         :session_id, :function_status, :result, :logs)
 """
 

@@ -82,6 +82,7 @@ class SQLiteStore:
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA busy_timeout=10000")
+            connection.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
         return connection
@@ -105,27 +106,51 @@ class SQLiteStore:
         connection.close()
 
     def _commit(self, connection: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[tuple[bool, Any]] = []
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            for write, _, _ in batch:
-                connection.execute("SAVEPOINT write")
-                try:
-                    results.append((True, write(connection)))
-                    connection.execute("RELEASE write")
-                except Exception as exc:  # noqa: BLE001 - handed to the one waiter whose write failed
-                    connection.execute("ROLLBACK TO write")
-                    connection.execute("RELEASE write")
-                    results.append((False, exc))
-            connection.execute("COMMIT")
+            results = self._run_batch(connection, batch, guarded=False)
+        except _WriteFailed:
+            # One write raised: undo the batch and run it again, each write in its own savepoint, so only that
+            # write's waiter sees the error. The fast path above pays no savepoint for the common case.
+            connection.execute("ROLLBACK")
+            try:
+                results = self._run_batch(connection, batch, guarded=True)
+            except sqlite3.Error as exc:
+                results = self._unavailable(connection, exc, len(batch))
         except sqlite3.Error as exc:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            failure = StoreUnavailable(f"cannot commit to {self.path}: {exc}")
-            results = [(False, failure)] * len(batch)
+            results = self._unavailable(connection, exc, len(batch))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, future, loop), (ok, value) in zip(batch, results, strict=True):
             if future is not None:
-                loop.call_soon_threadsafe(_settle, future, ok, value)
+                by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle, settled)  # one wake-up per batch, not one per write
+
+    @staticmethod
+    def _run_batch(connection: sqlite3.Connection, batch: list[Any], *, guarded: bool) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        connection.execute("BEGIN IMMEDIATE")
+        for write, _, _ in batch:
+            if not guarded:
+                try:
+                    results.append((True, write(connection)))
+                except Exception as exc:  # noqa: BLE001 - rerun guarded, below
+                    raise _WriteFailed from exc
+                continue
+            connection.execute("SAVEPOINT write")
+            try:
+                results.append((True, write(connection)))
+                connection.execute("RELEASE write")
+            except Exception as exc:  # noqa: BLE001 - handed to the one waiter whose write failed
+                connection.execute("ROLLBACK TO write")
+                connection.execute("RELEASE write")
+                results.append((False, exc))
+        connection.execute("COMMIT")  # with synchronous=FULL this returns after the WAL is fsync'd
+        return results
+
+    def _unavailable(self, connection: sqlite3.Connection, exc: sqlite3.Error, size: int) -> list[tuple[bool, Any]]:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        return [(False, StoreUnavailable(f"cannot commit to {self.path}: {exc}"))] * size
 
     async def _write(self, write: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -215,13 +240,18 @@ class SQLiteStore:
         return await self._write(write)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the waiting request went away; its write is committed all the same
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+class _WriteFailed(Exception):
+    pass
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.done():  # the waiting request went away; its write is committed all the same
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 # -- writes (run in the writer thread, inside the batch transaction) ---------------------------------------------
@@ -229,10 +259,12 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 def _ingest(connection: sqlite3.Connection, event: NewEvent, deliveries: Sequence[NewDelivery]) -> Ingested:
     key = {"source": event.source, "event_id": event.event_id}
-    seen = connection.execute(sql.DEDUPE_GET, key).fetchone()
-    if seen is not None and seen[1] > event.received_at:
-        return Ingested(id=seen[0], event_id=event.event_id, duplicate=True, deliveries=0)
-    connection.execute(sql.DEDUPE_PUT, {**key, "event": event.id, "expires_at": event.dedupe_until})
+    claimed = connection.execute(
+        sql.DEDUPE_CLAIM, {**key, "event": event.id, "expires_at": event.dedupe_until, "now": event.received_at}
+    ).fetchone()
+    if claimed is None:  # seen within its window: answer with the event first stored
+        (original,) = connection.execute(sql.DEDUPE_GET, key).fetchone()
+        return Ingested(id=original, event_id=event.event_id, duplicate=True, deliveries=0)
     status = EventStatus.ROUTED if deliveries else EventStatus.UNROUTED
     connection.execute(
         sql.EVENT_INSERT,
@@ -302,9 +334,7 @@ def _claim(
     return [_delivery(row) for row in rows]
 
 
-def _finish(
-    connection: sqlite3.Connection, delivery: Delivery, owner: str, attempt: Attempt, outcome: Outcome
-) -> None:
+def _finish(connection: sqlite3.Connection, delivery: Delivery, owner: str, attempt: Attempt, outcome: Outcome) -> None:
     connection.execute(
         sql.ATTEMPT_INSERT,
         {

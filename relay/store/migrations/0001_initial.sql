@@ -12,9 +12,9 @@ CREATE TABLE events (
     body        BLOB NOT NULL
 );
 CREATE INDEX events_received_at ON events (received_at);
-CREATE INDEX events_source_event_id ON events (source, event_id);
 
--- One row per (source, provider event id) seen within the dedupe window.
+-- The last event stored per (source, provider event id); a key is taken again once it expires.
+-- Also how `relay show <provider id>` finds an event.
 CREATE TABLE dedupe (
     source     TEXT NOT NULL,
     event_id   TEXT NOT NULL,
