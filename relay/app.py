@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay import ingress
+from relay import forward, ingress
 from relay.config import Config
 from relay.context import Context
 from relay.errors import StoreError
 from relay.store import Store
+from relay.worker import Worker
 
 
 def create_app(
@@ -33,9 +34,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
-        app.state.ctx = Context(config=config, store=store, clock=clock)
+        app.state.ctx = ctx = Context(config=config, store=store, clock=clock)
+        app.state.worker = None
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if deliver:
+                    http = await stack.enter_async_context(forward.client(config.notte, transport))
+                    app.state.worker = worker = Worker(ctx, http)
+                    await worker.recover()
+                    await worker.start()
+                    stack.push_async_callback(worker.stop)  # before the client closes and the store shuts
+                yield
         finally:
             await store.close()
 
