@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -13,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from relay import __version__, config, records
-from relay.errors import ConfigError, NotFound, RelayError, StoreError
+from relay import __version__, config, dryrun, forward, records
+from relay.errors import ConfigError, DeliveryError, NotFound, Rejected, RelayError, StoreError
 from relay.store import EventFilter, Store, connect
 
 T = TypeVar("T")
@@ -136,9 +137,7 @@ def send(
     from relay import providers
 
     loaded = _load_config(config_path)
-    spec = loaded.sources.get(source)
-    if spec is None:
-        raise click.ClickException(f"no source {source!r} in {config_path} (sources: {', '.join(loaded.sources)})")
+    spec = _source(loaded, source)
     provider = providers.get(spec.kind)
     assert provider is not None
     body = Path(payload).read_bytes()
@@ -148,11 +147,7 @@ def send(
         "User-Agent": f"relay-send/{__version__}",
         **signed.headers,
     }
-    for line in extra:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise click.BadParameter(f"{line!r} is not 'Name: value'", param_hint="-H")
-        headers[name.strip()] = value.strip()
+    headers.update(_headers(extra))
     target = url or f"http://127.0.0.1:8000/hooks/{source}"
     try:
         response = httpx.post(target, content=signed.body or body, headers=headers, params=dict(signed.query))
@@ -222,7 +217,174 @@ def show(event_id: str, db: str, database_url: str | None, as_json: bool) -> Non
         click.echo(records.event_text(event))
 
 
+@main.command()
+@click.argument("source")
+@click.argument("payload", type=click.Path(exists=True, dir_okay=False))
+@config_option
+@click.option("--event", envvar="RELAY_EVENT", default=None, help="Event hint (X-GitHub-Event, Shopify topic...).")
+@click.option("-H", "--header", "extra", multiple=True, help="Header 'Name: value' (repeatable).")
+@json_option
+def route(
+    source: str, payload: str, config_path: str, event: str | None, extra: tuple[str, ...], as_json: bool
+) -> None:
+    """Dry run: which routes PAYLOAD arriving at SOURCE would take, why the others would not, and the variables
+    each target would get. Nothing is stored or sent, and no signature is needed.
+
+    The headers are those the provider would send (the event hint defaults to the file name, as for relay send),
+    overlaid with -H. With --json, prints one JSON object per route: route_id, source, matched, reason, event
+    and targets (index, function_id, fired, reason, variables, error).
+
+    Exit status: 0 when at least one route matches, 1 when none does, 2 when the payload or an option is wrong.
+
+    Example: relay route stripe examples/stripe/invoice.paid.json
+    """
+    loaded = _load_config(config_path)
+    spec = _source(loaded, source, _Invalid)
+    body = Path(payload).read_bytes()
+    hint = event or Path(payload).name.removesuffix(".json")
+    try:
+        dry = dryrun.run(loaded, spec, body, _headers(extra), hint, time.time())
+    except Rejected as exc:
+        raise _Invalid(f"{payload}: the {spec.kind} provider cannot read it: {exc}") from None
+    if as_json:
+        for report in dry.routes:
+            click.echo(json.dumps(dryrun.route_json(dry, report)))
+    else:
+        click.echo(dryrun.text(dry))
+    sys.exit(0 if dry.matched else 1)
+
+
+@main.command()
+@click.argument("delivery_id")
+@config_option
+@store_options
+def curl(delivery_id: str, config_path: str, db: str, database_url: str | None) -> None:
+    """Print the cURL command that repeats the forward of DELIVERY_ID to runs/start. The API key is not printed:
+    the command reads it from $NOTTE_API_KEY. The URL comes from the current rules (notte.api_url).
+
+    Example: relay curl dlv_01jf3k... | sh      (with NOTTE_API_KEY set)
+    """
+    loaded = _load_config(config_path)
+    delivery = _with_store(db, database_url, lambda store: store.delivery(delivery_id))
+    try:
+        click.echo(forward.curl_command(delivery, loaded.notte))
+    except DeliveryError as exc:
+        raise click.ClickException(f"delivery {delivery_id}: {exc}") from None
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    envvar="RELAY_FUNCTIONS_DIR",
+    default="functions",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="The folder of {function_id}.py files, each with a run(**variables).",
+)
+@click.option("--host", envvar="RELAY_FUNCTIONS_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="RELAY_FUNCTIONS_PORT", default=8001, show_default=True, type=int)
+@click.option(
+    "--max-concurrent",
+    envvar="RELAY_FUNCTIONS_MAX_CONCURRENT",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs in flight at once; more are answered 429.",
+)
+@click.option(
+    "--timeout",
+    envvar="RELAY_FUNCTIONS_TIMEOUT",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a run may take unless the request says otherwise.",
+)
+@click.option(
+    "--api-key",
+    envvar=["RELAY_FUNCTIONS_API_KEY", "NOTTE_API_KEY"],
+    default=None,
+    help="Require this key from callers (default: $NOTTE_API_KEY; unset: any key is accepted).",
+)
+def functions(directory: str, host: str, port: int, max_concurrent: int, timeout: float, api_key: str | None) -> None:
+    """Run the local Functions runtime: the Notte Functions HTTP API, running the Python files in --dir, each
+    run in a subprocess of its own. Point the relay (notte.api_url) or notte-sdk (NOTTE_API_URL) at it.
+
+    Example: relay functions --dir examples/functions --port 8001
+    """
+    from relay.functions import serve as serve_functions
+
+    serve_functions(directory, host, port, max_concurrent, default_timeout=timeout, api_key=api_key)
+
+
+@main.command()
+@config_option
+@click.option("--port", envvar="RELAY_PORT", default=8000, show_default=True, type=int, help="The relay's port.")
+@click.option("--functions-port", envvar="RELAY_FUNCTIONS_PORT", default=8001, show_default=True, type=int)
+@click.option(
+    "--functions",
+    "functions_dir",
+    envvar="RELAY_FUNCTIONS_DIR",
+    default="examples/functions",
+    show_default=True,
+    help="The folder of {function_id}.py files the local runtime runs.",
+)
+@click.option("--db", envvar="RELAY_DB", default="relay-dev.db", show_default=True, help="The SQLite file.")
+@click.option(
+    "--log-level",
+    envvar="RELAY_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Of relay's own lines (each delivery's outcome), on stderr.",
+)
+def dev(config_path: str, port: int, functions_port: int, functions_dir: str, db: str, log_level: str) -> None:
+    """Run the relay and the local Functions runtime together on 127.0.0.1, with NOTTE_API_URL pointed at the
+    runtime and a random NOTTE_API_KEY, and print what to try next. Needs no account and no network.
+    Ctrl-C (or SIGTERM) stops both.
+
+    Example: relay dev --port 8000 --functions-port 8001
+    """
+    from relay import dev as devmode
+
+    key = devmode.point_at_runtime(functions_port, os.environ)
+    loaded = _load_config(config_path)
+    for warning in loaded.warnings:
+        click.echo(str(warning), err=True)
+    options = devmode.Options(config_path, port, functions_port, functions_dir, db, log_level)
+    try:
+        code = devmode.run(loaded, options, key, click.echo)
+    except RelayError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+
+class _Invalid(click.ClickException):
+    """A wrong argument found after parsing (a payload the provider cannot read): exit status 2, like usage."""
+
+    exit_code = 2
+
+
+def _source(
+    loaded: config.Config, name: str, error: type[click.ClickException] = click.ClickException
+) -> config.Source:
+    spec = loaded.sources.get(name)
+    if spec is None:
+        raise error(f"no source {name!r} in {loaded.file} (sources: {', '.join(loaded.sources)})")
+    return spec
+
+
+def _headers(lines: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{line!r} is not 'Name: value'", param_hint="-H")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def _load_config(path: str) -> config.Config:

@@ -23,6 +23,7 @@ from relay.yamlfile import Located
 
 if TYPE_CHECKING:
     from relay.config import Config, RetryPolicy, Route, Target
+    from relay.providers import Described, Incoming
 
 __all__ = [
     "Condition",
@@ -34,6 +35,7 @@ __all__ = [
     "compile_when",
     "explain",
     "plan",
+    "roots",
 ]
 
 # GitHub events whose payload carries an `action`: their event.type is always `<event>.<action>`, so a bare
@@ -119,6 +121,18 @@ def _glob(pattern: str) -> tuple[str, str | None]:
 
 
 # -- planning ------------------------------------------------------------------------------------------------
+
+
+def roots(source: str, incoming: Incoming, described: Described, received_at: float) -> dict[str, Any]:
+    """What `when` paths and templates read: `body`, `headers` (lower-case names), `query` and `event`.
+
+    `relay route` builds its roots here; the ingress should too, so that the dry run cannot drift from it."""
+    return {
+        "body": described.payload,
+        "headers": incoming.headers,
+        "query": incoming.query,
+        "event": {"id": described.id, "type": described.type, "source": source, "received_at": received_at},
+    }
 
 
 @dataclass(frozen=True)

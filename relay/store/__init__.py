@@ -15,17 +15,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # sorts like the numbers it encodes
-_SHIFTS = range(125, -1, -5)
-
-
-_random = random.Random(secrets.randbits(128))  # ids need to be unique, not unguessable: skip a syscall per id
+_random = random.Random(secrets.randbits(128))  # ids need to be unique, not unguessable: no syscall per id
 
 
 def new_id(prefix: str, now: float | None = None) -> str:
-    """A sortable unique id: `evt_` + 48-bit milliseconds + 80 random bits in lower-case Crockford base32."""
-    value = ((int((time.time() if now is None else now) * 1000) & (2**48 - 1)) << 80) | _random.getrandbits(80)
-    return f"{prefix}_{''.join([_CROCKFORD[(value >> shift) & 31] for shift in _SHIFTS])}"
+    """A unique id that sorts by time: `evt_` + 48-bit milliseconds + 80 random bits, in hex."""
+    ms = int((time.time() if now is None else now) * 1000) & 0xFFFF_FFFF_FFFF
+    return f"{prefix}_{ms:012x}{_random.getrandbits(80):020x}"
 
 
 class EventStatus(StrEnum):
@@ -199,6 +195,9 @@ class Store(Protocol):
 
     async def event(self, id: str) -> Event:
         """One event with its deliveries and their attempt history; NotFound when no such id."""
+
+    async def delivery(self, id: str) -> Delivery:
+        """One delivery with its attempt history; NotFound when no such id."""
 
     async def claim(self, owner: str, limit: int, now: float, lease: float, max_in_flight: int) -> list[Delivery]:
         """Atomically take up to `limit` due deliveries, keeping at most `max_in_flight` in flight in total."""
