@@ -49,7 +49,7 @@ def create_app(
             await store.close()
 
     routes = [
-        Route("/hooks/{source}", ingress.receive, methods=["POST"]),
+        Route("/hooks/{source}", ingress.HookEndpoint(), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -75,4 +75,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     reasons = {404: "not_found", 405: "method_not_allowed"}
     reason = reasons.get(exc.status_code, "http_error")
-    return ingress.problem(exc.status_code, reason, exc.detail, allow=(exc.headers or {}).get("Allow"))
+    status, body, headers = ingress.problem(exc.status_code, reason, exc.detail, allow=(exc.headers or {}).get("Allow"))
+    return Response(
+        body, status_code=status, headers={k.decode(): v.decode() for k, v in headers}, media_type="application/json"
+    )

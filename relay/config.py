@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -55,6 +57,11 @@ class RetryPolicy:
     cap: float = 3600.0
     max_age: float = 3 * DAY
     on_function_failure: bool = False
+
+    @functools.cached_property
+    def fields(self) -> dict[str, Any]:
+        """The policy as stored with each delivery; computed once, shared, never to be changed."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ class BodyTooLarge(Rejected):
 
 
 class TemplateError(RelayError):
-    """A template that cannot render; the message is the full path, e.g. `routes[0](x).targets[0](f).variables.a: ...`."""
+    """A template that cannot render; the message starts with its path, `routes[0](x).targets[0](f).variables.a`."""
 
 
 class StoreError(RelayError):

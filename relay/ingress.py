@@ -2,15 +2,20 @@
 
 Nothing here talks to the network: the answer goes out once the event and its planned deliveries are committed,
 and the delivery workers take it from there.
+
+`receive_hook` is a plain ASGI function (Starlette routes to it with the source in `path_params`): it reads the
+body from `receive` and answers with two `send` calls. This is the hot path of relay; going without Request and
+Response objects keeps it close to the cost of the HTTP server itself (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+import orjson
+from starlette.types import Receive, Scope, Send
 
 from relay import providers, rules
 from relay.context import Context
@@ -25,41 +30,41 @@ REDACTED_HEADERS = frozenset(
 BODY_HEAD = 512  # bytes of a rejected body kept for inspection
 
 
-async def receive(request: Request) -> Response:
-    """Accept one webhook for the source named in the path."""
-    ctx: Context = request.app.state.ctx
-    name = request.path_params["source"]
+class HookEndpoint:
+    """The ASGI app behind `POST /hooks/{source}`. (A class only so that Starlette mounts it as raw ASGI.)"""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, body, extra = await receive_hook(scope, receive)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers + extra})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def receive_hook(scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Accept one webhook for the source named in the path; return the status, JSON body and extra headers."""
+    ctx: Context = scope["app"].state.ctx
+    name = scope["path_params"]["source"]
     source = ctx.config.sources.get(name)
     if source is None:
         return problem(404, "unknown_source", f"no source named {name!r} is configured")
     provider = providers.get(source.kind)
     assert provider is not None  # config.load() only builds sources of known kinds
     now = ctx.clock()
-    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in request.scope["headers"]}
-    query = dict(request.query_params) if request.scope["query_string"] else {}
+    headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+    raw_query = scope["query_string"]
+    query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
     body = b""
     try:
-        body = await read_body(request, source.max_body)
-        incoming = Incoming(body=body, headers=headers, query=query, path=request.scope["path"])
+        body = await read_body(receive, headers.get("content-length"), source.max_body)
+        incoming = Incoming(body=body, headers=headers, query=query, path=scope["path"])
         provider.verify(source, incoming, now)
         described = provider.describe(source, incoming)
     except Rejected as exc:
-        await ctx.store.reject(
-            Rejection(
-                source=name,
-                reason=exc.reason,
-                status=exc.status,
-                message=str(exc),
-                received_at=now,
-                headers=redact(headers),
-                body_head=body[:BODY_HEAD],
-                body_size=len(body),
-            ),
-            keep=ctx.config.defaults.rejections_kept,
-        )
+        rejection = Rejection(name, exc.reason, exc.status, str(exc), now, redact(headers), body[:BODY_HEAD], len(body))
+        await ctx.store.reject(rejection, keep=ctx.config.defaults.rejections_kept)
         return problem(exc.status, exc.reason, str(exc))
     if described.reply is not None:
-        return JSONResponse(dict(described.reply))
+        return 200, _json(dict(described.reply)), []
 
     event = NewEvent(
         id=new_id("evt", now),
@@ -72,32 +77,20 @@ async def receive(request: Request) -> Response:
         body=body,
         dedupe_until=now + source.dedupe_window,
     )
-    roots = {
-        "body": described.payload,
-        "headers": headers,
-        "query": event.query,
-        "event": {"id": event.event_id, "type": event.type, "source": name, "received_at": now},
-    }
-    deliveries = [_delivery(planned, now) for planned in rules.plan(ctx.config, name, roots)]
+    roots = rules.roots(name, incoming, described, now)
+    deliveries = [_delivery(planned) for planned in rules.plan(ctx.config, name, roots)]
     try:
         stored = await ctx.store.ingest(event, deliveries)
     except StoreError:
         return problem(503, "store_unavailable", "the event could not be stored; retry later", retry_after=5)
     if stored.deliveries:
         ctx.wake()
-    return JSONResponse(
-        {
-            "id": stored.id,
-            "event_id": stored.event_id,
-            "duplicate": stored.duplicate,
-            "deliveries": stored.deliveries,
-        }
-    )
+    answer = {"id": stored.id, "event_id": stored.event_id, "duplicate": stored.duplicate}
+    return 200, _json({**answer, "deliveries": stored.deliveries}), []
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refused with BodyTooLarge as soon as it passes `limit` bytes (it is never held whole)."""
-    declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise Rejected(f"Content-Length must be a number of bytes, got {declared[:40]!r}", reason="bad_request")
@@ -105,35 +98,33 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"body of {int(declared)} bytes is over this source's limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejected("the client went away before sending the whole body", reason="client_disconnected")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"body is over this source's limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def redact(headers: dict[str, str]) -> dict[str, str]:
+def redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {key: "[redacted]" if key in REDACTED_HEADERS else value for key, value in headers.items()}
 
 
-def _delivery(planned: rules.Planned, now: float) -> NewDelivery:
-    retry = planned.retry
+def _delivery(planned: rules.Planned) -> NewDelivery:
     return NewDelivery(
-        id=new_id("dlv", now),
+        id=new_id("dlv"),
         route_id=planned.route_id,
         target_index=planned.target_index,
         function_id=planned.function_id,
         variables=planned.variables,
         stream=planned.stream,
         timeout=planned.timeout,
-        retry={
-            "max_attempts": retry.max_attempts,
-            "base": retry.base,
-            "cap": retry.cap,
-            "max_age": retry.max_age,
-            "on_function_failure": retry.on_function_failure,
-        },
+        retry=planned.retry.fields,
         runtime=planned.runtime,
         status=DeliveryStatus.FAILED if planned.error else DeliveryStatus.PENDING,
         error=planned.error,
@@ -142,12 +133,15 @@ def _delivery(planned: rules.Planned, now: float) -> NewDelivery:
 
 def problem(
     status: int, reason: str, message: str, *, retry_after: int | None = None, allow: str | None = None
-) -> Response:
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """A JSON error answer: `{"error": reason, "message": ...}`. Messages never hold secrets or signatures."""
-    headers = {}
+    headers = []
     if retry_after:
-        headers["Retry-After"] = str(retry_after)
+        headers.append((b"retry-after", str(retry_after).encode()))
     if allow:
-        headers["Allow"] = allow
-    content: dict[str, Any] = {"error": reason, "message": message}
-    return Response(json.dumps(content), status_code=status, headers=headers, media_type="application/json")
+        headers.append((b"allow", allow.encode("latin-1")))
+    return status, _json({"error": reason, "message": message}), headers
+
+
+def _json(content: dict[str, Any]) -> bytes:
+    return orjson.dumps(content)

@@ -168,7 +168,12 @@ async def test_finish_records_attempt_and_state(store: Store) -> None:
     attempt = Attempt(1, NOW, 12.5, "retrying", http_status=500, error="HTTP 500", logs=("a", "b"))
     await store.finish(claimed, "w1", attempt, Outcome(DeliveryStatus.RETRYING, NOW + 5, "HTTP 500"))
     (got,) = (await store.event(new.id)).deliveries
-    assert (got.status, got.attempts, got.next_attempt_at, got.last_error) == ("retrying", 1, NOW + 5, "HTTP 500")
+    assert (got.status, got.attempts, got.next_attempt_at, got.last_error) == (
+        "retrying",
+        1,
+        NOW + 5,
+        "HTTP 500",
+    )
     assert got.history == (attempt,)
     assert await store.claim("w1", limit=1, now=NOW + 1, lease=30, max_in_flight=10) == []
     assert len(await store.claim("w1", limit=1, now=NOW + 5, lease=30, max_in_flight=10)) == 1
@@ -208,3 +213,23 @@ async def test_write_after_close_is_unavailable(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable):
         await store.ingest(event(), [])
+
+
+async def test_writer_survives_a_failing_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.store.sqlite as sqlite_module
+
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    try:
+        real = sqlite_module._run_batch
+
+        def broken(*args: object, **kwargs: object) -> object:
+            raise RuntimeError("a bug in the writer")  # a fault no input can cause: injected
+
+        monkeypatch.setattr(sqlite_module, "_run_batch", broken)
+        with pytest.raises(StoreUnavailable, match="the store failed to write"):
+            await store.ingest(event("a"), [])
+        monkeypatch.setattr(sqlite_module, "_run_batch", real)
+        assert not (await store.ingest(event("b"), [])).duplicate  # the writer thread is still there
+    finally:
+        await store.close()

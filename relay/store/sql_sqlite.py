@@ -1,37 +1,44 @@
 """The SQLite store's statements, named. Parameters are always bound, never formatted in (except `{marks}`,
 a run of `?` placeholders)."""
 
-DEDUPE_GET = "SELECT event FROM dedupe WHERE source = :source AND event_id = :event_id"
+# The dedupe key (`{source} {event_id}`) is unique among events whose window is open; when a window is over the key
+# is cleared from the old event, so the same provider id can be stored again.
+DEDUPE_HOLDER = "SELECT id, dedupe_until FROM events WHERE dedupe_key = ?"
 
-# Take the (source, event id) key unless a live one holds it; no row back means a duplicate. One statement, so
-# the common case costs one index probe, and concurrent duplicates cannot both win.
-DEDUPE_CLAIM = """
-INSERT INTO dedupe (source, event_id, event, expires_at) VALUES (:source, :event_id, :event, :expires_at)
-ON CONFLICT (source, event_id) DO UPDATE SET event = excluded.event, expires_at = excluded.expires_at
-WHERE dedupe.expires_at <= :now
-RETURNING event
-"""
+DEDUPE_RELEASE = "UPDATE events SET dedupe_key = NULL WHERE id = ?"
 
 EVENT_INSERT = """
-INSERT INTO events (id, source, event_id, type, status, received_at, headers, query, body)
-VALUES (:id, :source, :event_id, :type, :status, :received_at, :headers, :query, :body)
+INSERT INTO events (id, source, event_id, type, status, received_at, headers, query, body, dedupe_key, dedupe_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+# Many rows in one statement: `?` is a JSON array of rows, each the JSON array of the columns in this order.
+EVENTS_FROM_JSON = """
+INSERT INTO events (id, source, event_id, type, status, received_at, headers, query, body, dedupe_key, dedupe_until)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value -> 6, value -> 7,
+       CAST(value ->> 8 AS BLOB), value ->> 9, value ->> 10
+FROM json_each(?)
+"""
+
+DELIVERIES_FROM_JSON = """
+INSERT INTO deliveries (id, event, route_id, target_index, function_id, status, next_attempt_at, variables,
+                        stream, timeout, retry, runtime, last_error, created_at, updated_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value -> 7,
+       value ->> 8, value ->> 9, value -> 10, nullif(value -> 11, 'null'), value ->> 12, value ->> 13, value ->> 14
+FROM json_each(?)
 """
 
 DELIVERY_INSERT = """
 INSERT INTO deliveries (id, event, route_id, target_index, function_id, status, next_attempt_at, variables,
                         stream, timeout, retry, runtime, last_error, created_at, updated_at)
-VALUES (:id, :event, :route_id, :target_index, :function_id, :status, :next_attempt_at, :variables,
-        :stream, :timeout, :retry, :runtime, :last_error, :now, :now)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _EVENT_COLUMNS = "id, source, event_id, type, status, received_at, headers, query, body"
 
 EVENT = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = :id"
 
-EVENT_BY_PROVIDER_ID = f"""
-SELECT {_EVENT_COLUMNS} FROM events
-WHERE id = (SELECT event FROM dedupe WHERE event_id = :event_id ORDER BY expires_at DESC LIMIT 1)
-"""
+EVENT_BY_PROVIDER_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = :event_id ORDER BY id DESC LIMIT 1"
 
 EVENTS = f"""
 SELECT {_EVENT_COLUMNS} FROM events
@@ -51,6 +58,8 @@ next_attempt_at, variables, stream, timeout, retry, runtime, last_error, functio
 DELIVERIES_OF_EVENTS = (
     f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE event IN ({{marks}}) ORDER BY event, route_id, target_index"
 )
+
+DELIVERY = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = :id"
 
 ATTEMPTS = """
 SELECT number, started_at, latency_ms, outcome, http_status, error, function_run_id, session_id, function_status,

@@ -1,27 +1,21 @@
 -- relay schema, version 1. Times are unix seconds (REAL). JSON is stored as TEXT.
 
 CREATE TABLE events (
-    id          TEXT PRIMARY KEY,
-    source      TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    type        TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    headers     TEXT NOT NULL,
-    query       TEXT NOT NULL,
-    body        BLOB NOT NULL
+    id           TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    received_at  REAL NOT NULL,
+    headers      TEXT NOT NULL,
+    query        TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    -- `{source} {event_id}` while the dedupe window is open, NULL after: one live event per provider event.
+    dedupe_key   TEXT UNIQUE,
+    dedupe_until REAL NOT NULL
 );
 CREATE INDEX events_received_at ON events (received_at);
-
--- The last event stored per (source, provider event id); a key is taken again once it expires.
--- Also how `relay show <provider id>` finds an event.
-CREATE TABLE dedupe (
-    source     TEXT NOT NULL,
-    event_id   TEXT NOT NULL,
-    event      TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (source, event_id)
-);
+CREATE INDEX events_event_id ON events (event_id);
 
 CREATE TABLE deliveries (
     id              TEXT PRIMARY KEY,
