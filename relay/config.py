@@ -21,6 +21,7 @@ from relay.errors import ConfigError, ConfigIssue
 from relay.yamlfile import Document, Located, parse
 
 DEFAULT_API_URL = "https://api.notte.cc"
+RUNTIMES = ("standard", "extended")
 DAY = 86_400.0
 
 
@@ -364,6 +365,15 @@ def _target(r_index: int, route_id: str, index: int, spec: Any, at: Located, def
     if not re.match(r"^[A-Za-z0-9_.:-]*$", function_id):
         at.child("function_id").error(f"function_id {function_id!r} may hold only letters, digits, '_.:-'")
     label = f"routes[{r_index}]({route_id}).targets[{index}]({function_id})"
+    if not isinstance(spec.get("variables", {}), dict):
+        at.child("variables").error(
+            f"variables must be a mapping of names to templates (runs/start takes an object), got {spec['variables']!r}"
+        )
+    runtime = spec.get("runtime")
+    if runtime is not None and runtime not in RUNTIMES:
+        at.child("runtime").error(
+            f"runtime must be one of {list(RUNTIMES)} (Notte's function runtimes), got {runtime!r}"
+        )
     return Target(
         function_id=function_id,
         variables=templates.compile_template(spec.get("variables", {}), at.child("variables")),

@@ -278,3 +278,26 @@ def test_yaml_syntax_error_has_position() -> None:
         "routes.yaml:3:1: error: YAML syntax: "
         "while parsing a flow node expected the node content, but found '<stream end>'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "{function_id: f, variables: [1, 2]}",
+            "variables must be a mapping of names to templates (runs/start takes an object), got [1, 2]",
+        ),
+        (
+            "{function_id: f, variables: {}, runtime: turbo}",
+            "runtime must be one of ['standard', 'extended'] (Notte's function runtimes), got 'turbo'",
+        ),
+    ],
+)
+def test_target_shape_errors(target: str, message: str) -> None:
+    text = (
+        "version: 1\nsources:\n  s: {kind: github, secret: x}\n"
+        f"routes:\n  - id: r\n    source: s\n    events: [push]\n    targets: [{target}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.loads(text, "routes.yaml", {})
+    assert [issue.message for issue in caught.value.issues] == [message]

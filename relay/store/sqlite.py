@@ -337,7 +337,7 @@ def _run_one(connection: sqlite3.Connection, write: Write, guarded: bool) -> tup
 def _delivery_json(event: NewEvent, delivery: NewDelivery) -> str:
     due = event.received_at if delivery.status == DeliveryStatus.PENDING else None
     received = event.received_at
-    return json.dumps(
+    return _dumps(
         [
             delivery.id,
             event.id,
