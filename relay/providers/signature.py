@@ -12,11 +12,14 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from relay.errors import PayloadInvalid, SignatureInvalid, SignatureMissing, TimestampInvalid
 from relay.providers import Incoming
+
+if TYPE_CHECKING:
+    from relay.config import Source
 
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -135,3 +138,37 @@ def peek(body: bytes, key: str) -> str | None:
         return None
     value = payload.get(key) if isinstance(payload, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def verify_stamped(
+    source: Source, incoming: Incoming, now: float, *, name: str, separator: str, stamp: str, key: str, joiner: bytes
+) -> None:
+    """The scheme Stripe and Paddle share: `{stamp}=<unix>{separator}{key}=<hex>[{separator}{key}=...]` in header
+    `name`, an HMAC-SHA256 of `{stamp}{joiner}{body}`; any listed signature may match any secret; the signature is
+    checked first (an unauthenticated request is a 401), then the timestamp against the tolerance."""
+    signed_at, given = _stamped_pairs(header(incoming, name), name=name, separator=separator, stamp=stamp, key=key)
+    expected = (
+        digest(secret.reveal().encode(), signed_at.encode() + joiner + incoming.body) for secret in source.secrets
+    )
+    any_matches(expected, given, name=name)
+    seconds = timestamp(signed_at, name=f"{name} timestamp")
+    check_fresh(seconds, now, source.tolerance, name=f"{name} timestamp")
+
+
+def _stamped_pairs(value: str, *, name: str, separator: str, stamp: str, key: str) -> tuple[str, list[bytes]]:
+    """The timestamp text and the decoded signatures; other keys (Stripe's legacy `v0`) are ignored."""
+    stamps: list[str] = []
+    given: list[bytes] = []
+    for item in value.split(separator):
+        found, equals, text = item.strip().partition("=")
+        if not equals:
+            raise SignatureInvalid(f"{name} must look like '{stamp}=<unix time>{separator}{key}=<hex>'")
+        if found == stamp:
+            stamps.append(text)
+        elif found == key:
+            given.append(from_hex(text, name=f"{name} {key}"))
+    if len(stamps) != 1:
+        raise TimestampInvalid(f"{name} must carry exactly one timestamp ({stamp}=...), found {len(stamps)}")
+    if not given:
+        raise SignatureInvalid(f"{name} has no {key} signature")
+    return stamps[0], given
