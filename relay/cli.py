@@ -16,7 +16,8 @@ import click
 
 from relay import __version__, config, dryrun, forward, records
 from relay.errors import ConfigError, DeliveryError, NotFound, Rejected, RelayError, StoreError
-from relay.store import EventFilter, Store, connect
+from relay.replay import replay as replay_event
+from relay.store import EventFilter, RetryFilter, Store, connect
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -270,6 +271,94 @@ def curl(delivery_id: str, config_path: str, db: str, database_url: str | None) 
         click.echo(forward.curl_command(delivery, loaded.notte))
     except DeliveryError as exc:
         raise click.ClickException(f"delivery {delivery_id}: {exc}") from None
+
+
+@main.command()
+@click.argument("event_ids", nargs=-1, required=True)
+@config_option
+@store_options
+def replay(event_ids: tuple[str, ...], config_path: str, db: str, database_url: str | None) -> None:
+    """Route stored events again with the current rules; new deliveries are planned next to the old ones.
+
+    Use it after fixing a rule (a template that did not render, a missing route) or a function. A running
+    relay serve picks the new deliveries up within a second.
+
+    Example: relay replay evt_01a242d6cdcff686ca899b602fdc9106
+    """
+    loaded = _load_config(config_path)
+
+    async def go(store: Store) -> list[str]:
+        lines = []
+        for event_id in event_ids:
+            event, planned = await replay_event(loaded, store, event_id, time.time())
+            if not planned:
+                lines.append(f"{event.id}: no route matched; nothing planned")
+                continue
+            ids = ", ".join(f"{d.id} ({d.function_id}{', failed: ' + d.error if d.error else ''})" for d in planned)
+            lines.append(f"{event.id}: {len(planned)} deliveries planned: {ids}")
+        return lines
+
+    for line in _with_store(db, database_url, go):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("delivery_ids", nargs=-1)
+@store_options
+@click.option(
+    "--status",
+    "statuses",
+    envvar="RELAY_STATUS",
+    multiple=True,
+    type=click.Choice(["failed", "dead", "cancelled"]),
+    help="Which failed deliveries (repeatable; default failed and dead).",
+)
+@click.option("--since", envvar="RELAY_SINCE", default=None, help="Only those that failed since: 1h, 30m, 7d, ISO.")
+@click.option("--function", "function_id", envvar="RELAY_FUNCTION", default=None, help="Only this function_id.")
+@click.option("--dry-run", envvar="RELAY_DRY_RUN", is_flag=True, help="List what would be retried, change nothing.")
+def retry(
+    delivery_ids: tuple[str, ...],
+    db: str,
+    database_url: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    function_id: str | None,
+    dry_run: bool,
+) -> None:
+    """Send failed or dead deliveries again, each with a fresh attempt budget (its history is kept).
+
+    With no DELIVERY_ID, every delivery matching the filters. Deliveries whose variables never rendered need a
+    fixed rule and `relay replay EVENT_ID` instead.
+
+    Example: relay retry --status dead --since 1d --function func_billing --dry-run
+    """
+    which = RetryFilter(
+        ids=delivery_ids,
+        status=statuses or ("failed", "dead"),
+        since=_since(since) if since else None,
+        function_id=function_id,
+    )
+    ids = _with_store(db, database_url, lambda store: store.retry(which, time.time(), dry_run=dry_run))
+    for id in ids:
+        click.echo(id)
+    verb = "would be retried" if dry_run else "queued"
+    click.echo(f"{len(ids)} deliveries {verb}", err=True)
+
+
+@main.command()
+@store_options
+@click.option("--older-than", envvar="RELAY_OLDER_THAN", required=True, help="Age: 30d, 12h, ...")
+def purge(db: str, database_url: str | None, older_than: str) -> None:
+    """Delete events received longer ago than --older-than, with their deliveries and attempts, and older
+    rejection records. The provider ids of purged events can be accepted again.
+
+    Example: relay purge --older-than 30d
+    """
+    seconds = config.parse_duration(older_than)
+    if seconds is None:
+        raise click.BadParameter(f"{older_than!r} is not a duration like 30d or 12h", param_hint="--older-than")
+    events, rejections = _with_store(db, database_url, lambda store: store.purge(time.time() - seconds))
+    click.echo(f"deleted {events} events and {rejections} rejections older than {older_than}")
 
 
 @main.command()

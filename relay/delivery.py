@@ -115,7 +115,7 @@ def http_error(status: int, body: str) -> str:
 
 def counted_attempts(delivery: Delivery) -> int:
     """Attempts made so far that use up `max_attempts` (every one but the rate-limited ones)."""
-    return delivery.attempts - delivery.rate_limited
+    return delivery.attempts - delivery.rate_limited - delivery.spent
 
 
 def record(answer: Answer, outcome: Outcome, *, number: int, started_at: float, result_max_bytes: int) -> Attempt:
@@ -173,7 +173,7 @@ def _retry(error: str, delivery: Delivery, rules: RetryPolicy, now: float, rng: 
 def _rate_limited(
     answer: Answer, error: str, delivery: Delivery, rules: RetryPolicy, now: float, rng: random.Random
 ) -> Outcome:
-    age = now - delivery.created_at
+    age = now - (delivery.retried_at or delivery.created_at)
     if age >= rules.max_age:
         limit = f"retry.max_age ({rules.max_age:g} s)"
         return Outcome(DeliveryStatus.DEAD, error=f"{error} (still rate limited after {limit})", rate_limited=True)

@@ -12,7 +12,8 @@
     ├── StoreError               the store cannot do what was asked
     │   ├── StoreUnavailable       cannot commit now (ingress answers 503 so the provider retries)
     │   └── NotFound               no event or delivery with that id
-    └── DeliveryError            a forward to runs/start could not be made or understood
+    ├── DeliveryError            a forward to runs/start could not be made or understood
+    └── ReplayError              a stored event cannot be routed again (its source is gone, its body no longer fits)
 
 The edges (ingress, CLI, admin API) turn these into status codes and messages; nothing else catches `Exception`.
 Messages name the key, the bad value and what was expected, and never contain a secret or an expected signature.
@@ -102,4 +103,8 @@ class NotFound(StoreError):
 
 
 class DeliveryError(RelayError):
+    pass
+
+
+class ReplayError(RelayError):
     pass

@@ -78,7 +78,7 @@ async def receive_hook(scope: Scope, receive: Receive) -> tuple[int, bytes, list
         dedupe_until=now + source.dedupe_window,
     )
     roots = rules.roots(name, incoming, described, now)
-    deliveries = [_delivery(planned) for planned in rules.plan(ctx.config, name, roots)]
+    deliveries = [new_delivery(planned) for planned in rules.plan(ctx.config, name, roots)]
     try:
         stored = await ctx.store.ingest(event, deliveries)
     except StoreError:
@@ -115,7 +115,8 @@ def redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {key: "[redacted]" if key in REDACTED_HEADERS else value for key, value in headers.items()}
 
 
-def _delivery(planned: rules.Planned) -> NewDelivery:
+def new_delivery(planned: rules.Planned) -> NewDelivery:
+    """The delivery to store for a planned target (failed at once when its variables did not render)."""
     return NewDelivery(
         id=new_id("dlv"),
         route_id=planned.route_id,

@@ -465,7 +465,7 @@ routes:
         timeout: 30
         stream: true
         retry: {max_attempts: 3}
-        runtime: {python: "3.12"}
+        runtime: extended
         variables: {amount: "{{ body.data.object.amount_paid }}"}
       - function_id: func_big
         when: {body.data.object.amount_paid: {gte: 100000}}
@@ -510,7 +510,7 @@ def test_plan_fans_out_and_keeps_failed_renders(routes: config.Config) -> None:
         True,
         30.0,
         3,
-        {"python": "3.12"},
+        "extended",
     )
     assert (billing.stream, billing.timeout, billing.retry.max_attempts) == (False, 300.0, 12)
     assert audit.variables == {"type": "invoice.paid", "data": INVOICE}

@@ -233,3 +233,14 @@ async def test_writer_survives_a_failing_batch(tmp_path: Path, monkeypatch: pyte
         assert not (await store.ingest(event("b"), [])).duplicate  # the writer thread is still there
     finally:
         await store.close()
+
+
+async def test_a_store_can_be_opened_again(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "relay.db")
+    for _ in range(2):
+        await store.open()
+        try:
+            await store.ingest(event(new_id("p")), [])
+            assert len(await store.events(EventFilter())) >= 1
+        finally:
+            await store.close()

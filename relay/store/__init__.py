@@ -116,6 +116,8 @@ class Delivery:
     created_at: float
     updated_at: float
     history: tuple[Attempt, ...] = ()
+    spent: int = 0  # counted attempts made before the last manual retry: they no longer use up max_attempts
+    retried_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,16 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryFilter:
+    """Which failed deliveries `relay retry` sends again: these ids, or those matching the other fields."""
+
+    ids: tuple[str, ...] = ()
+    status: tuple[str, ...] = ("failed", "dead")
+    since: float | None = None
+    function_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,17 @@ class Store(Protocol):
 
     async def release(self, owner: str, now: float) -> int:
         """Give back every delivery `owner` holds (graceful stop), so another worker may take it now."""
+
+    async def add_deliveries(self, event: str, deliveries: Sequence[NewDelivery], now: float) -> None:
+        """Plan more deliveries for a stored event (a replay), marking it routed if there are any."""
+
+    async def retry(self, which: RetryFilter, now: float, *, dry_run: bool = False) -> list[str]:
+        """Make matching failed, dead or cancelled deliveries due now, with a fresh attempt budget; their ids.
+
+        Deliveries whose variables never rendered are left alone: they need a fixed rule and a replay."""
+
+    async def purge(self, before: float) -> tuple[int, int]:
+        """Delete events received before `before` (with their deliveries and attempts) and older rejections."""
 
 
 def sqlite_path(url: str) -> str | None:

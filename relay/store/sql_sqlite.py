@@ -53,7 +53,8 @@ LIMIT :limit
 """
 
 _DELIVERY_COLUMNS = """id, event, route_id, target_index, function_id, status, attempts, rate_limited,
-next_attempt_at, variables, stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at"""
+next_attempt_at, variables, stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at,
+spent, retried_at"""
 
 DELIVERIES_OF_EVENTS = (
     f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE event IN ({{marks}}) ORDER BY event, route_id, target_index"
@@ -135,3 +136,26 @@ WHERE (:source IS NULL OR source = :source) ORDER BY id DESC
 """
 
 REJECTION_COUNTS = "SELECT source, reason, count FROM rejection_counts ORDER BY source, reason"
+
+EVENT_ROUTED = "UPDATE events SET status = 'routed' WHERE id = ?"
+
+# A manual retry: due now, and the counted attempts so far are set aside so the delivery gets its whole budget.
+RETRY_MATCH = """
+SELECT id FROM deliveries
+WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND variables != 'null'
+  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:since IS NULL OR updated_at >= :since)
+  AND (:function_id IS NULL OR function_id = :function_id)
+ORDER BY created_at
+"""
+
+RETRY = """
+UPDATE deliveries
+SET status = 'pending', next_attempt_at = :now, spent = attempts - rate_limited, retried_at = :now, updated_at = :now
+WHERE id = :id AND status IN ('failed', 'dead', 'cancelled')
+"""
+
+PURGE_EVENTS = "DELETE FROM events WHERE received_at < :before"
+
+PURGE_REJECTIONS = "DELETE FROM rejections WHERE received_at < :before"

@@ -35,6 +35,7 @@ from relay.store import (
     NewEvent,
     Outcome,
     Rejection,
+    RetryFilter,
 )
 from relay.store import sql_sqlite as sql
 from relay.store import sqlite_reads as reads
@@ -97,6 +98,7 @@ class SQLiteStore:
             for connection in self._readers:
                 connection.close()
             self._readers.clear()
+            self._local = threading.local()  # a store opened again must not find the closed connections
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -225,10 +227,12 @@ class SQLiteStore:
             text = event.body.decode("utf-8")
         except UnicodeDecodeError:
             row = (*head, json.dumps(event.headers), json.dumps(event.query), event.body, key, event.dedupe_until)
-            work = writes.Ingest(None, row, [_delivery_json(event, d) for d in deliveries], key, event.received_at)
+            work = writes.Ingest(None, row, [_delivery_json(event.id, event.received_at, d) for d in deliveries], key,
+                                 event.received_at)  # fmt: skip
         else:
             columns = _dumps([*head, event.headers, event.query, text, key, event.dedupe_until])
-            work = writes.Ingest(columns, None, [_delivery_json(event, d) for d in deliveries], key, event.received_at)
+            planned = [_delivery_json(event.id, event.received_at, d) for d in deliveries]
+            work = writes.Ingest(columns, None, planned, key, event.received_at)
         original: str | None = await self._write(work)
         if original is None:
             return Ingested(id=event.id, event_id=event.event_id, duplicate=False, deliveries=len(deliveries))
@@ -275,6 +279,40 @@ class SQLiteStore:
     async def release(self, owner: str, now: float) -> int:
         def write(connection: sqlite3.Connection) -> int:
             return connection.execute(sql.RELEASE, {"owner": owner, "now": now}).rowcount
+
+        return await self._write(write)
+
+    async def add_deliveries(self, event: str, deliveries: Sequence[NewDelivery], now: float) -> None:
+        found = await self.event(event)  # NotFound before anything is written
+        rows = [_delivery_json(found.id, now, delivery) for delivery in deliveries]
+
+        def write(connection: sqlite3.Connection) -> None:
+            if rows:
+                connection.execute(sql.DELIVERIES_FROM_JSON, (f"[{','.join(rows)}]",))
+                connection.execute(sql.EVENT_ROUTED, (found.id,))
+
+        await self._write(write)
+
+    async def retry(self, which: RetryFilter, now: float, *, dry_run: bool = False) -> list[str]:
+        params = {
+            "statuses": json.dumps(list(which.status)),
+            "ids": json.dumps(list(which.ids)) if which.ids else None,
+            "since": which.since,
+            "function_id": which.function_id,
+        }
+
+        def write(connection: sqlite3.Connection) -> list[str]:
+            ids = [row[0] for row in connection.execute(sql.RETRY_MATCH, params)]
+            if not dry_run:
+                connection.executemany(sql.RETRY, [{"id": id, "now": now} for id in ids])
+            return ids
+
+        return await self._write(write)
+
+    async def purge(self, before: float) -> tuple[int, int]:
+        def write(connection: sqlite3.Connection) -> tuple[int, int]:
+            events = connection.execute(sql.PURGE_EVENTS, {"before": before}).rowcount
+            return events, connection.execute(sql.PURGE_REJECTIONS, {"before": before}).rowcount
 
         return await self._write(write)
 
@@ -334,13 +372,12 @@ def _run_one(connection: sqlite3.Connection, write: Write, guarded: bool) -> tup
     return True, result
 
 
-def _delivery_json(event: NewEvent, delivery: NewDelivery) -> str:
-    due = event.received_at if delivery.status == DeliveryStatus.PENDING else None
-    received = event.received_at
+def _delivery_json(event: str, now: float, delivery: NewDelivery) -> str:
+    due = now if delivery.status == DeliveryStatus.PENDING else None
     return _dumps(
         [
             delivery.id,
-            event.id,
+            event,
             delivery.route_id,
             delivery.target_index,
             delivery.function_id,
@@ -352,10 +389,18 @@ def _delivery_json(event: NewEvent, delivery: NewDelivery) -> str:
             delivery.retry,
             delivery.runtime,
             delivery.error,
-            received,
-            received,
+            now,
+            now,
         ]  # fmt: skip
     )
+
+
+def _dumps(value: Any) -> str:
+    """JSON text; orjson is several times faster than json on the ingest path (see docs/benchmarks.md)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (integers beyond 64 bits, non-str keys) the standard library writes
+        return json.dumps(value)
 
 
 def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -366,11 +411,3 @@ def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_result(value)
         else:
             future.set_exception(value)
-
-
-def _dumps(value: Any) -> str:
-    """JSON text; orjson is several times faster than json on the ingest path (see docs/benchmarks.md)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # what orjson refuses (integers beyond 64 bits, non-str keys) the standard library writes
-        return json.dumps(value)

@@ -82,7 +82,8 @@ def event_row(row: sqlite3.Row | tuple[Any, ...]) -> Event:
 
 def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
     (id, event, route_id, target_index, function_id, status, attempts, rate_limited, next_attempt_at, variables,
-     stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at) = row  # fmt: skip
+     stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at, spent,
+     retried_at) = row  # fmt: skip
     return Delivery(
         id=id,
         event=event,
@@ -102,6 +103,8 @@ def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
         function_run_id=function_run_id,
         created_at=created_at,
         updated_at=updated_at,
+        spent=spent,
+        retried_at=retried_at,
     )
 
 

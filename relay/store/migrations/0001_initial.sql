@@ -26,6 +26,8 @@ CREATE TABLE deliveries (
     status          TEXT NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     rate_limited    INTEGER NOT NULL DEFAULT 0,
+    spent           INTEGER NOT NULL DEFAULT 0,  -- counted attempts made before the last manual retry
+    retried_at      REAL,                        -- the last manual retry: max_age counts from here
     next_attempt_at REAL,
     lease_owner     TEXT,
     lease_until     REAL,
