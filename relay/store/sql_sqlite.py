@@ -38,6 +38,7 @@ _EVENT_COLUMNS = "id, source, event_id, type, status, received_at, headers, quer
 
 EVENT = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = :id"
 
+# Not indexed: a provider id is looked up by hand, rarely, and an index on random keys costs every ingest a page.
 EVENT_BY_PROVIDER_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = :event_id ORDER BY id DESC LIMIT 1"
 
 EVENTS = f"""

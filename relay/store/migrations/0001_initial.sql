@@ -15,7 +15,6 @@ CREATE TABLE events (
     dedupe_until REAL NOT NULL
 );
 CREATE INDEX events_received_at ON events (received_at);
-CREATE INDEX events_event_id ON events (event_id);
 
 CREATE TABLE deliveries (
     id              TEXT PRIMARY KEY,
