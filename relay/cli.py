@@ -96,7 +96,9 @@ def serve(
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
     app = create_app(loaded, store=_store(db, database_url), deliver=deliver)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    # No proxy headers: relay never takes a client address or URL from X-Forwarded-* (Twilio's public URL is
+    # configured for that reason), and the check per request is work for nothing.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False)
 
 
 @main.command()

@@ -115,6 +115,7 @@ def _server(app: Starlette, port: int, *, graceful: int | None = None) -> _Serve
         log_level="warning",
         access_log=False,
         ws="none",
+        proxy_headers=False,
         timeout_graceful_shutdown=graceful,
     )
     return _Server(config)

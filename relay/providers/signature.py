@@ -11,9 +11,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from relay.errors import PayloadInvalid, SignatureInvalid, SignatureMissing, TimestampInvalid
 from relay.providers import Incoming
@@ -33,7 +36,7 @@ def header(incoming: Incoming, name: str, *, what: str = "signature") -> str:
 
 
 def digest(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
-    return hmac.new(key, message, ALGORITHMS[algorithm]).digest()
+    return hmac.digest(key, message, algorithm)  # the one-shot C path: no HMAC object per call
 
 
 def any_matches(candidates: Iterable[bytes], given: Iterable[bytes], *, name: str) -> None:
@@ -84,9 +87,21 @@ def json_body(incoming: Incoming) -> Any:
     return parse_json(incoming.body, what="body")
 
 
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
 def parse_json(text: str | bytes, *, what: str) -> Any:
+    raw = text.encode() if isinstance(text, str) else text
+    # orjson is several times faster, but reads integers beyond 64 bits as floats, and refuses what json accepts
+    # (NaN, lone surrogates): it parses only bodies without a run of 20 digits, and anything it refuses is read
+    # again by json, whose answer stands.
+    if not _LONG_NUMBER.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(text)
+        return json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise PayloadInvalid(f"{what} is not valid UTF-8 JSON") from None
     except RecursionError:
