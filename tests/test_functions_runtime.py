@@ -74,13 +74,13 @@ FUNCTIONS = {
             return "woke"
     """,
     "spawner": """
-        import subprocess, sys, time
+        import subprocess, sys, threading
 
         def run(pid_file: str):
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
             open(pid_file, "w").write(str(child.pid))
             print("spawned")
-            time.sleep(120)
+            threading.Event().wait(120)  # blocks until the runtime kills this run
     """,
     "doubler": """
         import asyncio
