@@ -6,7 +6,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,11 +24,10 @@ def create_app(
     config: Config,
     *,
     store: Store,
-    transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     deliver: bool = True,
 ) -> Starlette:
-    """The relay app. `store` is opened and closed by the app's lifespan; `transport` is for tests."""
+    """The relay app. `store` is opened and closed by the app's lifespan."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -39,7 +37,7 @@ def create_app(
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if deliver:
-                    http = await stack.enter_async_context(forward.client(config.notte, transport))
+                    http = await stack.enter_async_context(forward.client(config.notte))
                     app.state.worker = worker = Worker(ctx, http)
                     await worker.recover()
                     await worker.start()

@@ -1,19 +1,29 @@
 """One forward to Notte Functions: the request (SPEC 4), the exchange, and the JSON or SSE answer read back.
 
 `build()` is the only place the request is made, so `send()` and `curl_command()` cannot drift apart.
+
+The client is aiohttp, not httpx: with 64 runs in flight httpx's pool rescans every connection for every
+request (encode/httpx#3215), and even with one connection per client httpx costs several times what aiohttp
+costs per request. The figures are in docs/benchmarks.md (bench/deliver).
+
+Timeouts: the run's own limit travels as `Relay-Run-Timeout` (relay's local runtime ends the run then and
+answers "timed out"; Notte's API ignores the header), and relay waits `ANSWER_GRACE` longer for the whole answer,
+so the runtime's answer, not a connection cut by relay, is what gets recorded.
 """
 
 from __future__ import annotations
 
-import asyncio
+import codecs
 import json
+import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 from relay import __version__
 from relay.config import Notte
@@ -25,6 +35,8 @@ RUN_STATUSES = frozenset({"closed", "active", "failed"})
 KEY_VARIABLE = "$NOTTE_API_KEY"
 MAX_LOG_LINES = 1000
 ERROR_BODY_BYTES = 4096  # of a non-2xx answer: enough for the message, never the whole of a huge error page
+ANSWER_GRACE = 5.0  # seconds relay waits past the run's timeout (at most the timeout itself: short ones in tests)
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -34,15 +46,14 @@ class Request:
     content: bytes
 
 
-def client(notte: Notte, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The one HTTP client of a running relay: a keep-alive pool sized to `max_concurrent_runs`.
+def client(notte: Notte) -> aiohttp.ClientSession:
+    """The one HTTP client of a running relay: keep-alive connections, at most `max_concurrent_runs` of them.
 
-    encode/httpx#3215 reports the pool slowing down with many requests in flight; the pool is left as it is
-    until a benchmark says otherwise.
+    No cookie jar (one delivery's answer must not change the next one's request); redirects are not followed
+    (per request, in `send`). Create it in the event loop that uses it and close it there (`async with`).
     """
-    size = notte.max_concurrent_runs
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+    connector = aiohttp.TCPConnector(limit=notte.max_concurrent_runs)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def body(delivery: Delivery) -> dict[str, Any]:
@@ -69,10 +80,16 @@ def build(delivery: Delivery, notte: Notte, *, key: str | None = None) -> Reques
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if delivery.stream else "application/json",
         "Idempotency-Key": delivery.id,
+        "Relay-Run-Timeout": f"{delivery.timeout:g}",  # relay's local runtime ends the run then; Notte ignores it
         "User-Agent": f"relay/{__version__}",
     }
-    content = json.dumps(body(delivery), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    content = _dumps(body(delivery))
     return Request(f"{notte.api_url}/functions/{delivery.function_id}/runs/start", headers, content)
+
+
+def answer_limit(delivery: Delivery) -> float:
+    """Seconds relay waits for the whole answer: the run's timeout, plus ANSWER_GRACE (or the timeout if shorter)."""
+    return delivery.timeout + min(ANSWER_GRACE, delivery.timeout)
 
 
 def curl_command(delivery: Delivery, notte: Notte) -> str:
@@ -83,58 +100,57 @@ def curl_command(delivery: Delivery, notte: Notte) -> str:
         header = f"{name}: {value}"
         # Double quotes let the shell expand the key variable; the rest of these values is plain text.
         lines.append(f'--header "{header}"' if KEY_VARIABLE in value else f"--header {shlex.quote(header)}")
-    lines.append(f"--max-time {delivery.timeout:g}")
+    lines.append(f"--max-time {answer_limit(delivery):g}")
     if delivery.stream:
         lines.append("--no-buffer")
     lines.append(f"--data-raw {shlex.quote(request.content.decode('utf-8'))}")
     return " \\\n  ".join(lines)
 
 
-async def send(http: httpx.AsyncClient, delivery: Delivery, notte: Notte) -> Answer:
+async def send(http: aiohttp.ClientSession, delivery: Delivery, notte: Notte) -> Answer:
     """POST `delivery` to runs/start and read the answer. Never raises for what the network or Notte does."""
     try:
         request = build(delivery, notte)
     except DeliveryError as exc:
         return Answer(None, error=str(exc), permanent=True)
     stream = _Stream()
+    limit = answer_limit(delivery)
     started = time.perf_counter()
     try:
-        # httpx's timeout bounds each read; the outer one bounds the whole run (an SSE stream keeps reading).
-        async with asyncio.timeout(delivery.timeout):
-            answer = await _exchange(http, request, delivery.timeout, stream)
-    except (TimeoutError, httpx.TimeoutException):
-        answer = stream.partial(f"timed out after {delivery.timeout:g} s")
-    except httpx.ConnectError as exc:
-        answer = stream.partial(f"cannot connect to {notte.api_url}: {_reason(exc)}")
-    except httpx.HTTPError as exc:
+        answer = await _exchange(http, request, limit, stream)
+    except TimeoutError:  # first: aiohttp's timeouts are ClientErrors too
+        answer = stream.partial(f"timed out after {limit:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        answer = stream.partial(f"cannot connect to {notte.api_url}: {_reason(exc.os_error)}")
+    except aiohttp.ClientError as exc:
         answer = stream.partial(f"request to runs/start failed ({type(exc).__name__}): {_reason(exc)}")
     return replace(answer, latency_ms=(time.perf_counter() - started) * 1000)
 
 
-async def _exchange(http: httpx.AsyncClient, request: Request, timeout: float, stream: _Stream) -> Answer:
-    async with http.stream(
-        "POST", request.url, headers=dict(request.headers), content=request.content, timeout=timeout
+async def _exchange(http: aiohttp.ClientSession, request: Request, limit: float, stream: _Stream) -> Answer:
+    timeout = aiohttp.ClientTimeout(total=limit)  # connect, send and the whole body (an SSE stream keeps reading)
+    async with http.post(
+        request.url, data=request.content, headers=request.headers, allow_redirects=False, timeout=timeout
     ) as response:
-        status = response.status_code
-        retry_after = response.headers.get("retry-after")
+        status = response.status
         if not 200 <= status < 300:
             head = await _head(response, ERROR_BODY_BYTES)
-            return Answer(status, retry_after=retry_after, body=head)
+            return Answer(status, retry_after=response.headers.get("Retry-After"), body=head)
         stream.status = status
-        if response.headers.get("content-type", "").startswith("text/event-stream"):
-            async for line in response.aiter_lines():
+        if response.content_type == "text/event-stream":
+            async for line in _lines(response):
                 stream.feed(line)
             stream.feed("")
             return stream.answer()
-        return _run(status, await response.aread(), ())
+        return _run(status, await response.read(), ())
 
 
 def _run(status: int, raw: Any, logs: tuple[str, ...], session_id: str | None = None) -> Answer:
     """A 2xx answer read as a function run (`{"function_run_id", "session_id", "result", "status"}`)."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     try:
-        data = json.loads(text) if isinstance(text, str) else text
-    except json.JSONDecodeError:
+        data = orjson.loads(text) if isinstance(text, str) else text
+    except orjson.JSONDecodeError:
         data = None
     run_status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(data, dict) or run_status not in RUN_STATUSES:
@@ -216,15 +232,39 @@ class _Stream:
         return Answer(None, error=error, logs=self.kept_logs(), session_id=self.session_id)
 
 
-async def _head(response: httpx.Response, limit: int) -> str:
+async def _head(response: aiohttp.ClientResponse, limit: int) -> str:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
             break
     return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The body's lines, as an event stream ends them (CRLF, LF or CR), without a limit on a line's length
+    (the `result` event holds the whole run on one line)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    rest = ""
+    async for chunk in response.content.iter_any():
+        text = rest + decoder.decode(chunk)
+        held = "\r" if text.endswith("\r") else ""  # maybe the first half of a CRLF split across chunks
+        *lines, rest = _LINE_END.split(text.removesuffix(held))
+        rest += held
+        for line in lines:
+            yield line
+    lines = _LINE_END.split(rest + decoder.decode(b"", final=True))
+    for line in lines if lines[-1] else lines[:-1]:
+        yield line
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # what orjson refuses (integers beyond 64 bits) the standard library writes
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _text(value: Any) -> str | None:

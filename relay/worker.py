@@ -11,7 +11,9 @@ and `recover()` gives them all back at once instead of waiting for them to run o
 
 Pace: `max_concurrent_runs` is the account's cap. The store enforces it across processes (it counts live leases
 when claiming); locally the worker keeps at most `pace` runs in flight, where `pace` starts at the cap, halves on
-each 429 and grows by one per 2xx (AIMD, never below 1).
+each 429 and grows by one per 2xx (AIMD, never below 1). A run's slot is free as soon as its answer is in: the
+attempt is then recorded while the next claim goes out. With SQLite the one writer thread runs that record before
+the claim (they are queued in that order), so the store never counts more than the cap in flight.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 
 from relay import forward
 from relay.context import Context
@@ -49,7 +51,7 @@ class Worker:
     def __init__(
         self,
         ctx: Context,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         owner: str | None = None,
         lease: float = 30.0,
@@ -67,7 +69,8 @@ class Worker:
         self.cap = ctx.config.notte.max_concurrent_runs
         self.pace = self.cap
         self.attempts = 0  # made by this worker, for drain() and the logs
-        self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._running: dict[asyncio.Task[None], Delivery] = {}  # until the attempt is recorded
+        self._sending = 0  # of those, the runs still waiting for their answer: the slots in use
         self._due: list[float] = []  # when the retries this worker scheduled fall due (a heap)
         self._changed = asyncio.Event()  # a run ended, or stop() was called
         self._stopping = False
@@ -155,7 +158,7 @@ class Worker:
         now = self.ctx.clock()
         while self._due and self._due[0] <= now:
             heapq.heappop(self._due)  # due now: this claim (or another worker's) takes it
-        free = self.pace - len(self._running)
+        free = self.pace - self._sending
         if free <= 0 or self._stopping:
             return 0
         try:
@@ -166,6 +169,7 @@ class Worker:
         for delivery in claimed:
             task = asyncio.create_task(self._deliver(delivery), name=f"relay-deliver-{delivery.id}")
             self._running[task] = delivery
+            self._sending += 1
             task.add_done_callback(self._ended)
         return len(claimed)
 
@@ -207,7 +211,11 @@ class Worker:
     async def _deliver(self, delivery: Delivery) -> None:
         config = self.ctx.config
         started_at = self.ctx.clock()
-        answer = await forward.send(self.http, delivery, config.notte)
+        try:
+            answer = await forward.send(self.http, delivery, config.notte)
+        finally:
+            self._sending -= 1
+            self._changed.set()  # the slot is free: claim again while this attempt is recorded
         outcome = classify(answer, delivery, self.ctx.clock(), self.rng)
         attempt = record(
             answer,

@@ -243,8 +243,9 @@ def test_curl_prints_the_forward_with_the_key_left_to_the_shell(tmp_path: Path) 
         "  --header 'Content-Type: application/json' \\",
         "  --header 'Accept: application/json' \\",
         f"  --header 'Idempotency-Key: {delivery_id}' \\",
+        "  --header 'Relay-Run-Timeout: 300' \\",
         f"  --header 'User-Agent: relay/{__version__}' \\",
-        "  --max-time 300 \\",
+        "  --max-time 305 \\",
         """  --data-raw '{"function_id":"func_billing","variables":{"invoice_id":"in_1QmZ3kLkdIwHu7ixq9Xk2rVd","""
         """"amount":4900,"email":"jordan.lee@example.com","note":"Invoice ACME-0042-0007 paid"},"stream":false}'""",
     ]

@@ -20,7 +20,7 @@ from relay.providers.signature import parse_json
         b'{"nan": NaN, "inf": Infinity}',  # json accepts these, orjson refuses them
         b'{"lone": "\\ud800"}',  # a lone surrogate escape: json accepts it, orjson refuses it
         b'{"a": {"a": 1}, "a": 2}',  # duplicate keys: the last wins in both
-        "{\"unicode\": \"caf\u00e9 \u2603\"}".encode(),
+        '{"unicode": "caf\u00e9 \u2603"}'.encode(),
     ],
 )
 def test_parse_json_reads_as_the_standard_library_does(body: bytes) -> None:
