@@ -95,7 +95,9 @@ def serve(
     loaded = _load_config(config_path)
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
-    app = create_app(loaded, store=_store(db, database_url), deliver=deliver)
+    store = _store(db, database_url)
+    _run(_try_open(store))  # a clear message and exit 1 for a store that cannot open, not a traceback from uvicorn
+    app = create_app(loaded, store=store, deliver=deliver)
     # No proxy headers: relay never takes a client address or URL from X-Forwarded-* (Twilio's public URL is
     # configured for that reason), and the check per request is work for nothing.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False)
@@ -108,13 +110,7 @@ def migrate(db: str, database_url: str | None) -> None:
 
     Example: relay migrate --db relay.db
     """
-    store = _store(db, database_url)
-
-    async def go() -> None:
-        await store.open()
-        await store.close()
-
-    _run(go())
+    _run(_try_open(_store(db, database_url)))
     click.echo("schema up to date")
 
 
@@ -508,6 +504,12 @@ def _with_store(db: str, database_url: str | None, call: Callable[[Store], Corou
             await store.close()
 
     return _run(go())
+
+
+async def _try_open(store: Store) -> None:
+    """Open the store once (applying migrations) and close it again."""
+    await store.open()
+    await store.close()
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -146,3 +146,9 @@ def test_show_unknown_event(tmp_path: Path) -> None:
     assert code == 0 and out.strip() == "schema up to date"
     code, _, err = run("show", "evt_missing", "--db", str(db))
     assert code == 1 and "no event with id 'evt_missing'" in err
+
+
+def test_serve_with_a_store_that_cannot_open_says_so() -> None:
+    code, _, err = run("serve", "--config", str(ROOT / "routes.yaml"), "--db", "/nonexistent/dir/relay.db")
+    assert code == 1
+    assert err.strip() == "Error: cannot open /nonexistent/dir/relay.db: unable to open database file"
