@@ -464,8 +464,21 @@ async def test_the_cap_holds_across_workers_sharing_a_store(tmp_path: Path, targ
             async with working(*(Worker(ctx, own, poll=0.02) for own in clients)) as workers:
                 await _settled_event(ctx, event_id)
     assert sum(worker.attempts for worker in workers) == 60 and len(target.calls) == 60
-    assert len([worker for worker in workers if worker.attempts]) > 1  # they really shared the work
-    assert target.max_in_flight == 3  # each alone would allow 3: the store holds the total
+    assert target.max_in_flight == 3
+    # Which worker wins each claim is up to the scheduler (an earlier version asserted that more than one did,
+    # and failed now and then): the test below shows deterministically that the store holds the total.
+
+
+async def test_a_second_worker_gets_nothing_while_the_first_fills_the_cap(tmp_path: Path, target: Target) -> None:
+    target.script("func_a", run(delay=0.5))
+    async with relay(tmp_path, target, max_runs=3) as (ctx, http):
+        await ingest(ctx, *(planned(target_index=n) for n in range(4)))
+        async with contextlib.AsyncExitStack() as stack:
+            other_http = await stack.enter_async_context(forward.client(ctx.config.notte))
+            async with working(Worker(ctx, http, poll=0.02)):
+                await target.wait_for_calls(3)  # the first worker holds the account's 3 runs
+                assert await Worker(ctx, other_http, poll=0.02).drain() == 0  # one is due, but the cap is full
+                assert len(target.calls) == 3
 
 
 async def test_leases_are_renewed_while_a_run_is_in_flight(tmp_path: Path, target: Target) -> None:
