@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from relay import __version__, config, dryrun, forward, records
+from relay import __version__, config, dryrun, forward, records, values
 from relay.errors import ConfigError, DeliveryError, NotFound, Rejected, RelayError, StoreError
 from relay.replay import replay as replay_event
 from relay.store import EventFilter, RetryFilter, Store, connect
@@ -352,7 +352,7 @@ def purge(db: str, database_url: str | None, older_than: str) -> None:
 
     Example: relay purge --older-than 30d
     """
-    seconds = config.parse_duration(older_than)
+    seconds = values.parse_duration(older_than)
     if seconds is None:
         raise click.BadParameter(f"{older_than!r} is not a duration like 30d or 12h", param_hint="--older-than")
     events, rejections = _with_store(db, database_url, lambda store: store.purge(time.time() - seconds))
@@ -522,7 +522,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def _since(value: str) -> float:
-    seconds = config.parse_duration(value)
+    seconds = values.parse_duration(value)
     if seconds is not None:
         return time.time() - seconds
     from datetime import datetime

@@ -16,13 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from relay import providers, rules, templates
+from relay import providers, rules, templates, values
 from relay.errors import ConfigError, ConfigIssue
+from relay.values import DAY
 from relay.yamlfile import Document, Located, parse
 
 DEFAULT_API_URL = "https://api.notte.cc"
 RUNTIMES = ("standard", "extended")
-DAY = 86_400.0
 
 
 class Secret:
@@ -164,12 +164,12 @@ def _build(doc: Document) -> Config | None:
     if not isinstance(data, dict):
         top.error("routes.yaml must be a mapping with `version`, `sources` and `routes`")
         return None
-    _unknown_keys(data, _TOP_KEYS, top)
+    values.unknown_keys(data, _TOP_KEYS, top)
     if data.get("version") != 1:
         top.child("version").error(f"version must be 1, got {data.get('version')!r}")
-    notte = _notte(_mapping(data, "notte", top), top.child("notte"))
-    defaults = _defaults(_mapping(data, "defaults", top), top.child("defaults"))
-    sources = _sources(_mapping(data, "sources", top), top.child("sources"), defaults)
+    notte = _notte(values.mapping(data, "notte", top), top.child("notte"))
+    defaults = _defaults(values.mapping(data, "defaults", top), top.child("defaults"))
+    sources = _sources(values.mapping(data, "sources", top), top.child("sources"), defaults)
     routes = _routes(data.get("routes", []), top.child("routes"), defaults, sources)
     warnings = tuple(issue for issue in doc.issues if issue.severity != "error")
     return Config(doc.file, notte, defaults, MappingProxyType(sources), routes, warnings)
@@ -179,14 +179,14 @@ def _build(doc: Document) -> Config | None:
 
 
 def _notte(raw: dict[str, Any], at: Located) -> Notte:
-    _unknown_keys(raw, {"api_url", "api_key", "max_concurrent_runs"}, at)
-    api_url = _string(raw, "api_url", at, DEFAULT_API_URL).rstrip("/")
+    values.unknown_keys(raw, {"api_url", "api_key", "max_concurrent_runs"}, at)
+    api_url = values.string(raw, "api_url", at, DEFAULT_API_URL).rstrip("/")
     if not re.match(r"^https?://[^/\s]+", api_url):
         at.child("api_url").error(f"api_url must be an http(s) URL, got {api_url!r}")
     return Notte(
         api_url=api_url,
-        api_key=Secret(_string(raw, "api_key", at, "")),
-        max_concurrent_runs=_integer(raw, "max_concurrent_runs", at, 10, minimum=1),
+        api_key=Secret(values.string(raw, "api_key", at, "")),
+        max_concurrent_runs=values.integer(raw, "max_concurrent_runs", at, 10, minimum=1),
     )
 
 
@@ -201,15 +201,15 @@ def _defaults(raw: dict[str, Any], at: Located) -> Defaults:
         "rejections_kept",
         "result_max_bytes",
     }
-    _unknown_keys(raw, keys, at)
+    values.unknown_keys(raw, keys, at)
     return Defaults(
-        timeout=_duration(raw, "timeout", at, base.timeout),
+        timeout=values.duration(raw, "timeout", at, base.timeout),
         retry=_retry(raw.get("retry"), at.child("retry"), base.retry),
-        tolerance=_duration(raw, "tolerance", at, base.tolerance),
-        max_body=_size(raw, "max_body", at, base.max_body),
-        dedupe_window=_duration(raw, "dedupe_window", at, base.dedupe_window),
-        rejections_kept=_integer(raw, "rejections_kept", at, base.rejections_kept, minimum=0),
-        result_max_bytes=_size(raw, "result_max_bytes", at, base.result_max_bytes),
+        tolerance=values.duration(raw, "tolerance", at, base.tolerance),
+        max_body=values.size(raw, "max_body", at, base.max_body),
+        dedupe_window=values.duration(raw, "dedupe_window", at, base.dedupe_window),
+        rejections_kept=values.integer(raw, "rejections_kept", at, base.rejections_kept, minimum=0),
+        result_max_bytes=values.size(raw, "result_max_bytes", at, base.result_max_bytes),
     )
 
 
@@ -219,13 +219,13 @@ def _retry(raw: Any, at: Located, base: RetryPolicy) -> RetryPolicy:
     if not isinstance(raw, dict):
         at.error(f"retry must be a mapping like {{max_attempts: 12, base: 2, cap: 3600}}, got {raw!r}")
         return base
-    _unknown_keys(raw, {"max_attempts", "base", "cap", "max_age", "on_function_failure"}, at)
+    values.unknown_keys(raw, {"max_attempts", "base", "cap", "max_age", "on_function_failure"}, at)
     return RetryPolicy(
-        max_attempts=_integer(raw, "max_attempts", at, base.max_attempts, minimum=1),
-        base=_duration(raw, "base", at, base.base),
-        cap=_duration(raw, "cap", at, base.cap),
-        max_age=_duration(raw, "max_age", at, base.max_age),
-        on_function_failure=_boolean(raw, "on_function_failure", at, base.on_function_failure),
+        max_attempts=values.integer(raw, "max_attempts", at, base.max_attempts, minimum=1),
+        base=values.duration(raw, "base", at, base.base),
+        cap=values.duration(raw, "cap", at, base.cap),
+        max_age=values.duration(raw, "max_age", at, base.max_age),
+        on_function_failure=values.boolean(raw, "on_function_failure", at, base.on_function_failure),
     )
 
 
@@ -257,7 +257,7 @@ def _source(name: str, spec: dict[str, Any], at: Located, defaults: Defaults) ->
         at.child("kind").error(f"source {name!r}: kind must be one of [{known}], got {kind!r}")
         return None
     option_names = set(provider.OPTIONS)
-    _unknown_keys(spec, _SOURCE_KEYS | option_names, at)
+    values.unknown_keys(spec, _SOURCE_KEYS | option_names, at)
     options: dict[str, str] = {}
     for option, default in provider.OPTIONS.items():
         value = spec.get(option, default)
@@ -274,9 +274,9 @@ def _source(name: str, spec: dict[str, Any], at: Located, defaults: Defaults) ->
         name=name,
         kind=provider.KIND,
         secrets=secrets,
-        tolerance=_duration(spec, "tolerance", at, defaults.tolerance),
-        max_body=_size(spec, "max_body", at, defaults.max_body),
-        dedupe_window=_duration(spec, "dedupe_window", at, defaults.dedupe_window),
+        tolerance=values.duration(spec, "tolerance", at, defaults.tolerance),
+        max_body=values.size(spec, "max_body", at, defaults.max_body),
+        dedupe_window=values.duration(spec, "dedupe_window", at, defaults.dedupe_window),
         options=MappingProxyType(options),
         event_type=_source_template(spec, "type", at),
         event_id=_source_template(spec, "id", at),
@@ -333,9 +333,9 @@ def _route(index: int, spec: Any, at: Located, defaults: Defaults, sources: dict
     if not isinstance(spec, dict):
         at.error("each route must be a mapping with `id`, `source`, `events` and `targets`")
         return None
-    _unknown_keys(spec, _ROUTE_KEYS, at)
-    route_id = _string(spec, "id", at, f"route-{index}")
-    source_name = _string(spec, "source", at, "")
+    values.unknown_keys(spec, _ROUTE_KEYS, at)
+    route_id = values.string(spec, "id", at, f"route-{index}")
+    source_name = values.string(spec, "source", at, "")
     source = sources.get(source_name)
     if source is None:
         known = ", ".join(sorted(sources)) or "none defined"
@@ -358,8 +358,8 @@ def _target(r_index: int, route_id: str, index: int, spec: Any, at: Located, def
     if not isinstance(spec, dict):
         at.error("each target must be a mapping with `function_id` and `variables`")
         return None
-    _unknown_keys(spec, _TARGET_KEYS, at)
-    function_id = _string(spec, "function_id", at, "")
+    values.unknown_keys(spec, _TARGET_KEYS, at)
+    function_id = values.string(spec, "function_id", at, "")
     if not function_id:
         at.error(f"route {route_id!r} target {index} needs `function_id`")
     if not re.match(r"^[A-Za-z0-9_.:-]*$", function_id):
@@ -378,107 +378,9 @@ def _target(r_index: int, route_id: str, index: int, spec: Any, at: Located, def
         function_id=function_id,
         variables=templates.compile_template(spec.get("variables", {}), at.child("variables")),
         when=rules.compile_when(spec["when"], at.child("when")) if "when" in spec else None,
-        timeout=_duration(spec, "timeout", at, defaults.timeout),
-        stream=_boolean(spec, "stream", at, False),
+        timeout=values.duration(spec, "timeout", at, defaults.timeout),
+        stream=values.boolean(spec, "stream", at, False),
         retry=_retry(spec.get("retry"), at.child("retry"), defaults.retry),
         runtime=spec.get("runtime"),
         label=label,
     )
-
-
-# -- typed fields ---------------------------------------------------------------------------------------------
-
-
-def _unknown_keys(raw: dict[str, Any], allowed: set[str], at: Located) -> None:
-    for key in raw:
-        if key not in allowed:
-            hint = ", ".join(sorted(allowed))
-            at.child(key).error(f"unknown key {key!r} (allowed here: {hint})")
-
-
-def _mapping(raw: dict[str, Any], key: str, at: Located) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        at.child(key).error(f"`{key}` must be a mapping, got {type(value).__name__}")
-        return {}
-    return value
-
-
-def _string(raw: dict[str, Any], key: str, at: Located, default: str) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str):
-        at.child(key).error(f"`{key}` must be a string, got {value!r}")
-        return default
-    return value
-
-
-def _integer(raw: dict[str, Any], key: str, at: Located, default: int, *, minimum: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)  # from ${VAR} interpolation
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        at.child(key).error(f"`{key}` must be an integer >= {minimum}, got {value!r}")
-        return default
-    return value
-
-
-def _boolean(raw: dict[str, Any], key: str, at: Located, default: bool) -> bool:
-    value = raw.get(key, default)
-    if isinstance(value, str) and value in ("true", "false"):
-        value = value == "true"  # from ${VAR} interpolation
-    if not isinstance(value, bool):
-        at.child(key).error(f"`{key}` must be true or false, got {value!r}")
-        return default
-    return value
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY, None: 1}
-
-
-def parse_duration(value: Any) -> float | None:
-    """`300`, `"90s"`, `"30m"`, `"7d"` -> seconds; None if not a duration."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return None
-
-
-def _duration(raw: dict[str, Any], key: str, at: Located, default: float) -> float:
-    if key not in raw:
-        return default
-    seconds = parse_duration(raw[key])
-    if seconds is None:
-        at.child(key).error(f'`{key}` must be a duration like 300, "90s", "30m" or "7d", got {raw[key]!r}')
-        return default
-    return seconds
-
-
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 1000,
-    "KiB": 1024,
-    "MB": 10**6,
-    "MiB": 1024**2,
-    "GB": 10**9,
-    "GiB": 1024**3,
-}
-
-
-def _size(raw: dict[str, Any], key: str, at: Located, default: int) -> int:
-    if key not in raw:
-        return default
-    value = raw[key]
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and (match := _SIZE.match(value)):
-        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    at.child(key).error(f'`{key}` must be a size like 5242880 or "5MiB", got {value!r}')
-    return default
