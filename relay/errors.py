@@ -13,6 +13,7 @@
     │   ├── StoreUnavailable       cannot commit now (ingress answers 503 so the provider retries)
     │   └── NotFound               no event or delivery with that id
     ├── DeliveryError            a forward to runs/start could not be made or understood
+    ├── FunctionsError           what the local Functions runtime refuses (its tree: relay/functions/errors.py)
     └── ReplayError              a stored event cannot be routed again (its source is gone, its body no longer fits)
 
 The edges (ingress, CLI, admin API) turn these into status codes and messages; nothing else catches `Exception`.
