@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -244,3 +245,29 @@ async def test_a_store_can_be_opened_again(tmp_path: Path) -> None:
             assert len(await store.events(EventFilter())) >= 1
         finally:
             await store.close()
+
+
+async def test_checkpoints_keep_the_wal_bounded_after_a_reopen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relay.store.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 4)
+    monkeypatch.setattr(sqlite_module, "_WAL_RESTART_FRAMES", 64)
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    await store.close()  # as relay serve does: a first open to check the file, then the real one
+    await store.open()
+    try:
+        for start in range(0, 2000, 100):
+            await asyncio.gather(*(store.ingest(event(f"e{n}"), [delivery()]) for n in range(start, start + 100)))
+        wal = tmp_path / "relay.db-wal"
+
+        def settled() -> bool:
+            return (tmp_path / "relay.db").stat().st_size > 1_000_000 and wal.stat().st_size < 8_000_000
+
+        deadline = time.monotonic() + 20
+        while not settled() and time.monotonic() < deadline:
+            await store.ingest(event(f"tick{time.monotonic()}"), [])  # commits keep the checkpointer going
+            await asyncio.sleep(0.05)
+        assert settled(), (wal.stat().st_size, (tmp_path / "relay.db").stat().st_size)
+    finally:
+        await store.close()

@@ -48,6 +48,7 @@ Write = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 _BATCH = 512
 _CHECKPOINT_EVERY = 64  # commits
+_WAL_RESTART_FRAMES = 8192  # pages (32 MiB at 4 KiB); also the size the WAL file is cut back to
 
 
 class SQLiteStore:
@@ -76,7 +77,9 @@ class SQLiteStore:
         # Checkpoints (copying the WAL back into the database, with its own fsync) run on a thread of their own,
         # so the writer's commits never wait behind one.
         connection.execute("PRAGMA wal_autocheckpoint=0")
+        connection.execute(f"PRAGMA journal_size_limit={_WAL_RESTART_FRAMES * 4096}")
         self._checkpoint_due.clear()
+        self._closing = False  # the store may be opened again after a close (relay serve checks it first)
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="relay-sqlite-checkpointer")
         self._checkpointer.daemon = True
         self._checkpointer.start()
@@ -144,13 +147,25 @@ class SQLiteStore:
             while not self._closing:
                 self._checkpoint_due.wait(timeout=1.0)
                 self._checkpoint_due.clear()
-                mode = "TRUNCATE" if self._closing else "PASSIVE"
                 try:
-                    connection.execute(f"PRAGMA wal_checkpoint({mode})")
+                    self._checkpoint(connection)
                 except sqlite3.Error:
                     pass  # busy or failing disk: the WAL keeps every commit; the next round tries again
         finally:
             connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        """Copy the WAL into the database without stopping the writer, then, when the WAL has grown, restart it.
+
+        Under steady writes a PASSIVE checkpoint never catches up with the end of the WAL, and SQLite only starts
+        the WAL over once one has: without the RESTART the file would grow for as long as the load lasts. A RESTART
+        holds the writer back only for the frames the PASSIVE pass had not copied yet."""
+        if self._closing:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return
+        _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > _WAL_RESTART_FRAMES:
+            connection.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def _commit(self, connection: sqlite3.Connection, batch: list[Any]) -> None:
         try:
