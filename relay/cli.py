@@ -4,6 +4,7 @@ messages and exit codes. Every option also reads `RELAY_<OPTION>` from the envir
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -98,6 +99,12 @@ def serve(
     store = _store(db, database_url)
     _run(_try_open(store))  # a clear message and exit 1 for a store that cannot open, not a traceback from uvicorn
     app = create_app(loaded, store=store, deliver=deliver)
+    # The process's own garbage-collector settings (measured with bench/ingest, docs/benchmarks.md): what is
+    # loaded by now lives as long as the process, so the collector need not walk it again; and a request makes
+    # a few hundred short-lived objects, freed by reference counting, so collecting the youngest generation
+    # every 700 allocations is mostly wasted work.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     # No proxy headers: relay never takes a client address or URL from X-Forwarded-* (Twilio's public URL is
     # configured for that reason), and the check per request is work for nothing.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", proxy_headers=False)
