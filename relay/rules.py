@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from relay import paths
 from relay.conditions import Condition, compile_when
@@ -135,9 +135,9 @@ def roots(source: str, incoming: Incoming, described: Described, received_at: fl
     }
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One delivery to plan: a target of a matching route, its variables rendered (or the render error)."""
+class Planned(NamedTuple):
+    """One delivery to plan: a target of a matching route, its variables rendered (or the render error).
+    A named tuple, like the store's NewDelivery: one is made per target of every event."""
 
     route_id: str
     target_index: int

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 _random = random.Random(secrets.randbits(128))  # ids need to be unique, not unguessable: no syscall per id
 
@@ -40,9 +40,11 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True)
-class NewDelivery:
-    """A delivery planned at ingest. `status` is PENDING, or FAILED when its variables could not render."""
+class NewDelivery(NamedTuple):
+    """A delivery planned at ingest. `status` is PENDING, or FAILED when its variables could not render.
+
+    The three values made for every request (NewEvent, NewDelivery, Ingested) are named tuples: as immutable as
+    frozen dataclasses, and built several times faster on the ingest path (docs/benchmarks.md)."""
 
     id: str
     route_id: str
@@ -57,8 +59,7 @@ class NewDelivery:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     id: str
     source: str
     event_id: str
@@ -70,8 +71,7 @@ class NewEvent:
     dedupe_until: float
 
 
-@dataclass(frozen=True)
-class Ingested:
+class Ingested(NamedTuple):
     """The answer to an ingest: relay's id (the original's for a duplicate) and how many deliveries were planned."""
 
     id: str
