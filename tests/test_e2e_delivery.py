@@ -17,13 +17,16 @@ from tests.processes import RELAY, answers, clean_env, events, free_port, relay,
 EVENTS = 20
 KEY = "sk_e2e_runtime_key"
 SLOW = '''\
-"""Takes long enough that a relay killed right after sending it has it in flight."""
+"""Runs until the test lets it finish (a file appears), so a relay killed meanwhile has it in flight."""
 
+import pathlib
 import time
 
 
 def run(n: int) -> dict[str, int]:
-    time.sleep(1.5)
+    release, deadline = pathlib.Path(__file__).with_name("release"), time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return {"n": n}
 '''
 
@@ -76,6 +79,7 @@ def test_runs_in_flight_when_relay_is_killed_are_delivered_after_a_restart(tmp_p
             event["id"] for event in events(db, env, tmp_path) if event["deliveries"][0]["status"] == "in_flight"
         ]
         assert interrupted, "no run was in flight when relay was killed"
+        (functions / "release").touch()  # from now on every run finishes at once
 
         with started(serve, log=tmp_path / "serve-2.log", env=env, cwd=tmp_path):
             wait_for(

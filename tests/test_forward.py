@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import textwrap
+import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -325,11 +326,16 @@ async def test_broken_connection() -> None:
 
 
 async def test_timeout_bounds_the_whole_run(notte: FakeNotte) -> None:
+    released = threading.Event()  # the target answers only once the test has its result
+
     async def slow(request: Request) -> Response:
-        await asyncio.sleep(2)
+        await asyncio.to_thread(released.wait, 10)
         return JSONResponse({**RUN, "status": "closed"})
 
-    got = await notte.exchange(slow, delivery(timeout=0.1))
+    try:
+        got = await notte.exchange(slow, delivery(timeout=0.1))
+    finally:
+        released.set()
     assert (got.status, got.error) == (None, "timed out after 0.2 s")  # the run's 0.1 s, and as much again
     assert 200 <= got.latency_ms < 2000
 
@@ -341,10 +347,10 @@ async def test_the_runtime_answers_a_run_over_its_timeout_before_relay_gives_up(
     (folder / "func_a.py").write_text(
         textwrap.dedent(
             """
-            import time
+            import threading
 
             def run(**variables):
-                time.sleep(60)
+                threading.Event().wait(60)  # runs until the runtime kills it at its timeout
             """
         )
     )
