@@ -69,13 +69,29 @@ SELECT number, started_at, latency_ms, outcome, http_status, error, function_run
 FROM attempts WHERE delivery = :delivery ORDER BY number
 """
 
-# The number is counted here, not trusted from the worker: a reclaimed lease may race a slow first owner.
-ATTEMPT_INSERT = """
+# Finishes, many in one statement each: `?` is a JSON array of rows, each the JSON array built by
+# SQLiteStore.finish: [delivery, owner, started_at, latency_ms, outcome, http_status, error, function_run_id,
+# session_id, function_status, result, logs, status, next_attempt_at, last_error, rate_limited, now].
+# The attempt number is counted here, not trusted from the worker: a reclaimed lease may race a slow first owner.
+ATTEMPTS_FROM_JSON = """
 INSERT INTO attempts (delivery, number, started_at, latency_ms, outcome, http_status, error, function_run_id,
                       session_id, function_status, result, logs)
-VALUES (:delivery, (SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE delivery = :delivery),
-        :started_at, :latency_ms, :outcome, :http_status, :error, :function_run_id,
-        :session_id, :function_status, :result, :logs)
+SELECT f.value ->> 0, (SELECT coalesce(max(a.number), 0) + 1 FROM attempts a WHERE a.delivery = f.value ->> 0),
+       f.value ->> 2, f.value ->> 3, f.value ->> 4, f.value ->> 5, f.value ->> 6, f.value ->> 7, f.value ->> 8,
+       f.value ->> 9, f.value ->> 10, f.value -> 11
+FROM json_each(?) AS f
+"""
+
+# Only while the lease is still the finisher's: a delivery handed to another worker meanwhile is theirs now.
+# The unary `+` keeps SQLite from scanning the in-flight rows by status: each row is looked up by its id.
+FINISHES_FROM_JSON = """
+UPDATE deliveries
+SET status = f.value ->> 12, next_attempt_at = f.value ->> 13, last_error = f.value ->> 14,
+    attempts = deliveries.attempts + 1, rate_limited = deliveries.rate_limited + (f.value ->> 15),
+    function_run_id = coalesce(f.value ->> 7, deliveries.function_run_id),
+    lease_owner = NULL, lease_until = NULL, updated_at = f.value ->> 16
+FROM json_each(?) AS f
+WHERE deliveries.id = f.value ->> 0 AND deliveries.lease_owner = f.value ->> 1 AND +deliveries.status = 'in_flight'
 """
 
 IN_FLIGHT = "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_until > :now"

@@ -17,6 +17,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -198,7 +199,7 @@ class SQLiteStore:
             connection.execute("ROLLBACK")
         return [(False, StoreUnavailable(f"cannot commit to {self.path}: {exc}"))] * size
 
-    async def _write(self, write: Callable[[sqlite3.Connection], T] | writes.Ingest) -> T:
+    async def _write(self, write: Callable[[sqlite3.Connection], T] | writes.Ingest | writes.Finish) -> T:
         if self._writer is None:
             raise StoreUnavailable("the store is not open")
         loop = asyncio.get_running_loop()
@@ -289,7 +290,12 @@ class SQLiteStore:
         await self._write(write)
 
     async def finish(self, delivery: Delivery, owner: str, attempt: Attempt, outcome: Outcome) -> None:
-        await self._write(lambda connection: writes.finish(connection, delivery, owner, attempt, outcome))
+        # Serialised here, like an ingest: the writer records a batch's finishes with two statements.
+        row = [delivery.id, owner, attempt.started_at, attempt.latency_ms, attempt.outcome, attempt.http_status,
+               attempt.error, attempt.function_run_id, attempt.session_id, attempt.function_status, attempt.result,
+               attempt.logs, outcome.status.value, outcome.next_attempt_at, outcome.error, int(outcome.rate_limited),
+               attempt.started_at + attempt.latency_ms / 1000]  # fmt: skip
+        await self._write(writes.Finish(delivery.id, _dumps(row)))
 
     async def release(self, owner: str, now: float) -> int:
         def write(connection: sqlite3.Connection) -> int:
@@ -345,25 +351,34 @@ class _WriteFailed(Exception):
 
 
 def _run_batch(connection: sqlite3.Connection, batch: list[Any], *, guarded: bool) -> list[tuple[bool, Any]]:
-    """Run a batch in one transaction and commit it. Consecutive ingests go to the database together."""
+    """Run a batch in one transaction and commit it. Consecutive ingests (and consecutive finishes) go to the
+    database together, a few statements for the lot."""
     results: list[tuple[bool, Any]] = []
     connection.execute("BEGIN IMMEDIATE")
-    group: list[writes.Ingest] = []
+    group: list[Any] = []
     for work, _, _ in batch:
-        if isinstance(work, writes.Ingest):
-            group.append(work)
-            continue
-        if group:
-            results.extend(_ingest(connection, group, guarded))
+        if group and type(work) is not type(group[0]):
+            results.extend(_run_group(connection, group, guarded))
             group = []
-        results.append(_run_one(connection, work, guarded))
+        if isinstance(work, writes.Ingest | writes.Finish):
+            group.append(work)
+        else:
+            results.append(_run_one(connection, work, guarded))
     if group:
-        results.extend(_ingest(connection, group, guarded))
+        results.extend(_run_group(connection, group, guarded))
     connection.execute("COMMIT")  # with synchronous=FULL this returns after the WAL is fsync'd
     return results
 
 
-def _ingest(connection: sqlite3.Connection, group: list[writes.Ingest], guarded: bool) -> list[tuple[bool, Any]]:
+def _run_group(connection: sqlite3.Connection, group: list[Any], guarded: bool) -> list[tuple[bool, Any]]:
+    if isinstance(group[0], writes.Finish):
+        if guarded:  # each in its own savepoint: only the waiter of a failing finish sees the error
+            return [_run_one(connection, partial(writes.finish_group, group=[work]), True) for work in group]
+        try:
+            writes.finish_group(connection, group)
+        except Exception as exc:  # noqa: BLE001 - the batch is run again guarded
+            raise _WriteFailed from exc
+        return [(True, None)] * len(group)
     try:
         return [(True, original) for original in writes.ingest_group(connection, group, one_by_one=guarded)]
     except writes.Conflict as exc:
