@@ -49,6 +49,31 @@ request = function()
 end
 """
 
+# The fast local target of bench/deliver and bench/client: a raw ASGI app under uvicorn (uvloop, httptools) that
+# answers every runs/start at once with a closed run. Run as `python sink.py PORT`.
+SINK = """
+import sys
+import uvicorn
+
+RUN = b'{"function_id":"func_build","function_run_id":"run_1","session_id":"ses_1","result":"ok","status":"closed"}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(RUN)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": RUN})
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools", lifespan="off",
+            log_level="warning", access_log=False)
+"""
+
 
 def config(notte: str = "") -> str:
     """routes.yaml for the benchmarks: one GitHub source, one route planning one delivery per `push`."""

@@ -2,9 +2,9 @@
 
 `build()` is the only place the request is made, so `send()` and `curl_command()` cannot drift apart.
 
-The client is aiohttp, not httpx: with 64 runs in flight httpx's pool rescans every connection for every
-request (encode/httpx#3215), and even with one connection per client httpx costs several times what aiohttp
-costs per request. The figures are in docs/benchmarks.md (bench/deliver).
+The client is relay's own (relay/client.py: keep-alive connections on asyncio, httptools parsing): per request
+it costs the event loop a quarter of what aiohttp costs, and httpx's pool slows down with many requests in flight
+(encode/httpx#3215). The figures are in docs/benchmarks.md (bench/client, bench/deliver).
 
 Timeouts: the run's own limit travels as `Relay-Run-Timeout` (relay's local runtime ends the run then and
 answers "timed out"; Notte's API ignores the header), and relay waits `ANSWER_GRACE` longer for the whole answer,
@@ -13,6 +13,7 @@ so the runtime's answer, not a connection cut by relay, is what gets recorded.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 import re
@@ -21,11 +22,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from relay import __version__
+from relay.client import Client, ClientError, ConnectError, Response
 from relay.config import Notte
 from relay.delivery import Answer
 from relay.errors import DeliveryError
@@ -46,14 +48,13 @@ class Request:
     content: bytes
 
 
-def client(notte: Notte) -> aiohttp.ClientSession:
+def client(notte: Notte) -> Client:
     """The one HTTP client of a running relay: keep-alive connections, at most `max_concurrent_runs` of them.
 
-    No cookie jar (one delivery's answer must not change the next one's request); redirects are not followed
-    (per request, in `send`). Create it in the event loop that uses it and close it there (`async with`).
+    It keeps no cookies (one delivery's answer must not change the next one's request) and follows no redirects.
+    Create it in the event loop that uses it and close it there (`async with`).
     """
-    connector = aiohttp.TCPConnector(limit=notte.max_concurrent_runs)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    return Client(limit=notte.max_concurrent_runs)
 
 
 def body(delivery: Delivery) -> dict[str, Any]:
@@ -84,7 +85,8 @@ def build(delivery: Delivery, notte: Notte, *, key: str | None = None) -> Reques
         "User-Agent": f"relay/{__version__}",
     }
     content = _dumps(body(delivery))
-    return Request(f"{notte.api_url}/functions/{delivery.function_id}/runs/start", headers, content)
+    function = quote(delivery.function_id, safe="")
+    return Request(f"{notte.api_url}/functions/{function}/runs/start", headers, content)
 
 
 def answer_limit(delivery: Delivery) -> float:
@@ -107,7 +109,7 @@ def curl_command(delivery: Delivery, notte: Notte) -> str:
     return " \\\n  ".join(lines)
 
 
-async def send(http: aiohttp.ClientSession, delivery: Delivery, notte: Notte) -> Answer:
+async def send(http: Client, delivery: Delivery, notte: Notte) -> Answer:
     """POST `delivery` to runs/start and read the answer. Never raises for what the network or Notte does."""
     try:
         request = build(delivery, notte)
@@ -118,24 +120,22 @@ async def send(http: aiohttp.ClientSession, delivery: Delivery, notte: Notte) ->
     started = time.perf_counter()
     try:
         answer = await _exchange(http, request, limit, stream)
-    except TimeoutError:  # first: aiohttp's timeouts are ClientErrors too
+    except TimeoutError:
         answer = stream.partial(f"timed out after {limit:g} s")
-    except aiohttp.ClientConnectorError as exc:
+    except ConnectError as exc:
         answer = stream.partial(f"cannot connect to {notte.api_url}: {_reason(exc.os_error)}")
-    except aiohttp.ClientError as exc:
-        answer = stream.partial(f"request to runs/start failed ({type(exc).__name__}): {_reason(exc)}")
+    except ClientError as exc:
+        answer = stream.partial(f"request to runs/start failed: {_reason(exc)}")
     return replace(answer, latency_ms=(time.perf_counter() - started) * 1000)
 
 
-async def _exchange(http: aiohttp.ClientSession, request: Request, limit: float, stream: _Stream) -> Answer:
-    timeout = aiohttp.ClientTimeout(total=limit)  # connect, send and the whole body (an SSE stream keeps reading)
-    async with http.post(
-        request.url, data=request.content, headers=request.headers, allow_redirects=False, timeout=timeout
-    ) as response:
+async def _exchange(http: Client, request: Request, limit: float, stream: _Stream) -> Answer:
+    # The limit covers connecting, sending and the whole body (an SSE stream keeps reading).
+    async with asyncio.timeout(limit), http.post(request.url, request.headers.items(), request.content) as response:
         status = response.status
         if not 200 <= status < 300:
             head = await _head(response, ERROR_BODY_BYTES)
-            return Answer(status, retry_after=response.headers.get("Retry-After"), body=head)
+            return Answer(status, retry_after=response.headers.get("retry-after"), body=head)
         stream.status = status
         if response.content_type == "text/event-stream":
             async for line in _lines(response):
@@ -232,23 +232,16 @@ class _Stream:
         return Answer(None, error=error, logs=self.kept_logs(), session_id=self.session_id)
 
 
-async def _head(response: aiohttp.ClientResponse, limit: int) -> str:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+async def _head(response: Response, limit: int) -> str:
+    return (await response.read(limit)).decode("utf-8", errors="replace")
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+async def _lines(response: Response) -> AsyncIterator[str]:
     """The body's lines, as an event stream ends them (CRLF, LF or CR), without a limit on a line's length
     (the `result` event holds the whole run on one line)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     rest = ""
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         text = rest + decoder.decode(chunk)
         held = "\r" if text.endswith("\r") else ""  # maybe the first half of a CRLF split across chunks
         *lines, rest = _LINE_END.split(text.removesuffix(held))

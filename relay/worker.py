@@ -28,9 +28,8 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from relay import forward
+from relay.client import Client
 from relay.context import Context
 from relay.delivery import Answer, classify, record
 from relay.errors import StoreError
@@ -51,7 +50,7 @@ class Worker:
     def __init__(
         self,
         ctx: Context,
-        http: aiohttp.ClientSession,
+        http: Client,
         *,
         owner: str | None = None,
         lease: float = 30.0,

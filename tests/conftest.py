@@ -48,11 +48,13 @@ def free_socket() -> socket.socket:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve `app` with real uvicorn on 127.0.0.1 (a free port) in a thread; yield its base URL."""
+def serve_in_thread(app: Any, **options: Any) -> Iterator[str]:
+    """Serve `app` with real uvicorn on 127.0.0.1 (a free port) in a thread; yield its base URL.
+
+    `options` go to uvicorn.Config (with `ssl_certfile` the URL is https)."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -65,7 +67,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         wait()
         if not server.started:
             raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
