@@ -9,11 +9,14 @@ deliveries to whichever worker asks next, so every in-flight delivery is attempt
 SQLite there is exactly one relay process, so at start every lease in the file is a leftover of a previous life
 and `recover()` gives them all back at once instead of waiting for them to run out.
 
-Pace: `max_concurrent_runs` is the account's cap. The store enforces it across processes (it counts live leases
-when claiming); locally the worker keeps at most `pace` runs in flight, where `pace` starts at the cap, halves on
-each 429 and grows by one per 2xx (AIMD, never below 1). A run's slot is free as soon as its answer is in: the
-attempt is then recorded while the next claim goes out. With SQLite the one writer thread runs that record before
-the claim (they are queued in that order), so the store never counts more than the cap in flight.
+Pace: `max_concurrent_runs` is the account's cap. Locally the worker keeps at most `pace` runs in flight, where
+`pace` starts at the cap, halves on each 429 and grows by one per 2xx (AIMD, never below 1); across processes
+the store refuses claims beyond the cap minus the leases other workers hold. A run's slot is free as soon as its
+answer is in: the attempt is then recorded while the next claim goes out.
+
+Claims overlap: up to `CLAIMS_AT_ONCE` are out at a time (a second one only for at least a quarter of the cap),
+so the runs of one claim go out while the next is taken. A claim waits behind the commit of the writes queued
+before it, which is what bounded a worker that claimed only after the last claim came back.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from relay.store import Delivery
 from relay.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
+CLAIMS_AT_ONCE = 2
 
 
 def new_owner() -> str:
@@ -70,6 +74,9 @@ class Worker:
         self.attempts = 0  # made by this worker, for drain() and the logs
         self._running: dict[asyncio.Task[None], Delivery] = {}  # until the attempt is recorded
         self._sending = 0  # of those, the runs still waiting for their answer: the slots in use
+        self._claiming = 0  # slots asked for by the claims still out
+        self._claims: set[asyncio.Task[int]] = set()  # claims still out
+        self._drained = False  # the last claim found fewer due than it asked for: wait for a wake-up or a poll
         self._due: list[float] = []  # when the retries this worker scheduled fall due (a heap)
         self._changed = asyncio.Event()  # a run ended, or stop() was called
         self._stopping = False
@@ -111,6 +118,7 @@ class Worker:
         self._changed.set()
         if self._loop is not None:
             await asyncio.gather(self._loop, return_exceptions=True)  # a crash is logged by _loop_ended
+        await asyncio.gather(*self._claims, return_exceptions=True)  # what they take starts, and is waited for
         pending: set[asyncio.Task[None]] = set()
         if self._running:
             _, pending = await asyncio.wait(list(self._running), timeout=self.grace)
@@ -136,6 +144,8 @@ class Worker:
         made = self.attempts
         async with self._renewing():
             while True:
+                self.ctx.work.clear()
+                self._changed.clear()
                 claimed = await self._fill()
                 if not claimed and not self._running:
                     due = self._next_due()
@@ -145,26 +155,67 @@ class Worker:
 
     async def _run(self) -> None:
         while not self._stopping:
-            await self._fill()
-            await self._wait(self._sleep())
+            if self.ctx.work.is_set():
+                self._drained = False
+            self.ctx.work.clear()
+            self._changed.clear()
+            if self._claim_now():
+                room = self._room()
+                self._claiming += room  # at once, so that the next look at the room counts this claim
+                claim = asyncio.create_task(self._fill(room), name=f"relay-claim-{self.owner}")
+                self._claims.add(claim)
+                claim.add_done_callback(self._claimed)
+                continue  # perhaps a second claim, while this one is out
+            if await self._wait(self._sleep()) is None:
+                self._drained = False  # the poll came round: look again
+
+    def _room(self) -> int:
+        """How many slots a claim sent now would ask for: 0 when stopping, when `CLAIMS_AT_ONCE` are out, or
+        when one is out and fewer than a quarter of the cap are free (a second claim must be worth its commit)."""
+        if self._stopping or len(self._claims) >= CLAIMS_AT_ONCE:
+            return 0
+        free = self.pace - self._sending - self._claiming
+        if self._claims and free < max(1, self.cap // 4):
+            return 0
+        return max(free, 0)
+
+    def _claim_now(self) -> bool:
+        """There is room, and the last claim did not come back short (then only a wake-up, new deliveries, a
+        retry falling due or the poll starts the next)."""
+        return self._room() > 0 and not self._drained
+
+    def _claimed(self, task: asyncio.Task[int]) -> None:
+        self._claims.discard(task)
+        self._changed.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.critical("a claim of %s failed on a bug", self.owner, exc_info=exc)
 
     # -- the loop -------------------------------------------------------------------------------------------
 
-    async def _fill(self) -> int:
-        """Clear the wake-ups, then claim as many due deliveries as there are free slots, and start them."""
-        self.ctx.work.clear()
-        self._changed.clear()
+    async def _fill(self, reserved: int | None = None) -> int:
+        """Claim as many due deliveries as there are free slots (or the `reserved` ones), and start them."""
         now = self.ctx.clock()
         while self._due and self._due[0] <= now:
             heapq.heappop(self._due)  # due now: this claim (or another worker's) takes it
-        free = self.pace - self._sending
+        if reserved is None:
+            free = self.pace - self._sending - self._claiming
+            self._claiming += max(free, 0)
+        else:
+            free = reserved
         if free <= 0 or self._stopping:
+            self._claiming -= max(free, 0)
             return 0
         try:
-            claimed = await self.ctx.store.claim(self.owner, free, now, self.lease, self.cap)
+            # The cap, less this worker's runs and its other claim out: other workers' leases the store counts.
+            cap_left = self.cap - self._sending - (self._claiming - free)
+            claimed = await self.ctx.store.claim(self.owner, free, now, self.lease, cap_left)
         except StoreError as exc:
             log.error("could not claim deliveries (will retry in %g s): %s", self.poll, exc)
+            self._drained = True
             return 0
+        finally:
+            self._claiming -= free
+        self._drained = len(claimed) < free
         for delivery in claimed:
             task = asyncio.create_task(self._deliver(delivery), name=f"relay-deliver-{delivery.id}")
             self._running[task] = delivery
@@ -176,23 +227,30 @@ class Worker:
         return self._due[0] if self._due else None
 
     def _sleep(self) -> float:
-        """Until the next poll, or sooner when a retry this worker scheduled falls due first."""
+        """Until the next poll, or sooner when a retry this worker scheduled falls due first. With no room for a
+        claim, until the poll: a run's end or a claim's return wakes the worker first."""
         due = self._next_due()
+        if self._room() == 0:
+            return self.poll
         if due is None:
             return self.poll
         return max(0.0, min(self.poll, due - self.ctx.clock()))
 
-    async def _wait(self, timeout: float) -> None:
-        """Sleep up to `timeout`, waking early on new deliveries (`ctx.work`) or a finished run."""
-        if self.ctx.work.is_set() or self._changed.is_set() or timeout <= 0:
-            return
+    async def _wait(self, timeout: float) -> bool | None:
+        """Sleep up to `timeout`, waking early on new deliveries (`ctx.work`) or a finished run or claim.
+        True when woken early, None when the time ran out."""
+        if self.ctx.work.is_set() or self._changed.is_set():
+            return True
+        if timeout <= 0:
+            return None
         waits = [asyncio.ensure_future(self.ctx.work.wait()), asyncio.ensure_future(self._changed.wait())]
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+        return True if done else None
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:

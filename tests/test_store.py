@@ -162,6 +162,43 @@ async def test_claim_respects_the_global_in_flight_cap(store: Store) -> None:
     assert len(after_lease) == 3  # the first three leases expired: two still due plus one reclaimed
 
 
+async def test_a_workers_own_leases_are_bounded_by_its_limit_not_by_the_cap(store: Store) -> None:
+    """A worker's leases include answers it has not recorded yet; it counts its running ones itself."""
+    await store.ingest(event(), [delivery() for _ in range(5)])
+    assert len(await store.claim("w1", limit=2, now=NOW, lease=30, max_in_flight=3)) == 2
+    assert len(await store.claim("w1", limit=2, now=NOW, lease=30, max_in_flight=3)) == 2
+    assert len(await store.claim("w2", limit=5, now=NOW, lease=30, max_in_flight=5)) == 1  # 5 - w1's 4 leases
+
+
+async def test_finishes_of_one_batch_each_record_their_own_outcome(store: Store) -> None:
+    new = event()
+    await store.ingest(new, [delivery() for _ in range(3)])
+    claimed = await store.claim("w1", limit=3, now=NOW, lease=30, max_in_flight=10)
+    outcomes = [
+        Outcome(DeliveryStatus.SUCCEEDED),
+        Outcome(DeliveryStatus.RETRYING, NOW + 7, "HTTP 503", rate_limited=True),
+        Outcome(DeliveryStatus.DEAD, error="HTTP 400"),
+    ]
+    attempts = [
+        Attempt(1, NOW, 5.0, "succeeded", http_status=200, function_run_id="run_a", result='{"ok": 1}'),
+        Attempt(1, NOW, 6.0, "retrying", http_status=503, error="HTTP 503", logs=("x",)),
+        Attempt(1, NOW, 7.0, "dead", http_status=400, error="HTTP 400"),
+    ]
+    owners = ["w1", "w1", "someone-else"]  # the third lease is no longer w1's: its attempt is kept, its state not
+    await asyncio.gather(
+        *(store.finish(*args) for args in zip(claimed, owners, attempts, outcomes, strict=True))  # one batch
+    )
+    got = {d.id: d for d in (await store.event(new.id)).deliveries}
+    first, second, third = (got[d.id] for d in claimed)
+    assert (first.status, first.attempts, first.function_run_id, first.history) == (
+        "succeeded", 1, "run_a", (attempts[0],)
+    )  # fmt: skip
+    assert (second.status, second.next_attempt_at, second.last_error, second.rate_limited, second.history) == (
+        "retrying", NOW + 7, "HTTP 503", 1, (attempts[1],)
+    )  # fmt: skip
+    assert (third.status, third.attempts, third.history) == ("in_flight", 0, (attempts[2],))
+
+
 async def test_finish_records_attempt_and_state(store: Store) -> None:
     new = event()
     await store.ingest(new, [delivery()])

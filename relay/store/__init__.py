@@ -212,7 +212,9 @@ class Store(Protocol):
         """One delivery with its attempt history; NotFound when no such id."""
 
     async def claim(self, owner: str, limit: int, now: float, lease: float, max_in_flight: int) -> list[Delivery]:
-        """Atomically take up to `limit` due deliveries, keeping at most `max_in_flight` in flight in total."""
+        """Atomically take up to `limit` due deliveries, and no more than `max_in_flight` minus the live leases of
+        other owners. A worker passes the account's cap less the runs it has going itself: its own leases also
+        cover answers not recorded yet, which no longer run at the target."""
 
     async def renew(self, owner: str, ids: Sequence[str], until: float) -> None: ...
 

@@ -94,7 +94,10 @@ FROM json_each(?) AS f
 WHERE deliveries.id = f.value ->> 0 AND deliveries.lease_owner = f.value ->> 1 AND +deliveries.status = 'in_flight'
 """
 
-IN_FLIGHT = "SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_until > :now"
+# The leases other workers hold: the claiming worker counts its own runs itself (see Store.claim).
+IN_FLIGHT_ELSEWHERE = """
+SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND lease_until > :now AND lease_owner != :owner
+"""
 
 CLAIM = f"""
 UPDATE deliveries SET status = 'in_flight', lease_owner = :owner, lease_until = :until, updated_at = :now

@@ -104,8 +104,8 @@ def reject(connection: sqlite3.Connection, rejection: Rejection, keep: int) -> N
 def claim(
     connection: sqlite3.Connection, owner: str, limit: int, now: float, lease: float, max_in_flight: int
 ) -> list[Delivery]:
-    (in_flight,) = connection.execute(sql.IN_FLIGHT, {"now": now}).fetchone()
-    room = min(limit, max_in_flight - in_flight)
+    (elsewhere,) = connection.execute(sql.IN_FLIGHT_ELSEWHERE, {"now": now, "owner": owner}).fetchone()
+    room = min(limit, max_in_flight - elsewhere)
     if room <= 0:
         return []
     rows = connection.execute(sql.CLAIM, {"owner": owner, "now": now, "until": now + lease, "n": room}).fetchall()
