@@ -24,6 +24,8 @@ Time limits are the caller's: wrap the exchange in `asyncio.timeout()`; a connec
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
@@ -201,6 +203,31 @@ class _Exchange:
 
 def _request(url: str, headers: Iterable[tuple[str, str]], body: bytes) -> tuple[Origin, bytes]:
     """The origin to connect to and the request's bytes: request line, headers, Content-Length, body."""
+    origin, start = _start(url)
+    headers = list(headers)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    # One CR and one LF per header, no NUL, a colon only after the name: nothing a header could smuggle in.
+    count = len(headers)
+    if lines.count("\r") != count or lines.count("\n") != count or "\0" in lines or _BAD_NAME.search(lines):
+        bad = next((name for name, value in headers if _refused(name, value)), "?")
+        raise ClientError(f"header {bad!r} holds a character HTTP does not allow")
+    if not _HAS_AGENT.search(lines):
+        lines += f"User-Agent: relay/{__version__}\r\n"
+    return origin, f"{start}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+
+
+_BAD_NAME = re.compile(r"(?m)^[^:\r\n]*[\s\0][^:\r\n]*:|^[^:\r\n]*:[^ ]|^:")  # a name with a space, or no name
+_HAS_AGENT = re.compile(r"(?mi)^user-agent:")
+
+
+def _refused(name: str, value: str) -> bool:
+    breaks = any(bad in name or bad in value for bad in _FORBIDDEN_IN_HEADERS)
+    return breaks or not name or ":" in name or any(character.isspace() for character in name)
+
+
+@functools.lru_cache(maxsize=1024)  # one URL per function: parsed once
+def _start(url: str) -> tuple[Origin, str]:
+    """The origin of `url`, and the request line and Host header for it."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -212,17 +239,8 @@ def _request(url: str, headers: Iterable[tuple[str, str]], body: bytes) -> tuple
         raise ClientError(f"the port of {url} is not a number from 1 to 65535") from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host}" if port == default else f"Host: {host}:{port}"]
-    has_agent = False
-    for name, value in headers:
-        if any(bad in name or bad in value for bad in _FORBIDDEN_IN_HEADERS) or ":" in name:
-            raise ClientError(f"header {name!r} holds a character HTTP does not allow")
-        has_agent = has_agent or name.lower() == "user-agent"
-        lines.append(f"{name}: {value}")
-    if not has_agent:
-        lines.append(f"User-Agent: relay/{__version__}")
-    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-    return (scheme, parts.hostname, port), "\r\n".join(lines).encode("latin-1") + body
+    host_line = f"Host: {host}" if port == default else f"Host: {host}:{port}"
+    return (scheme, parts.hostname, port), f"POST {target} HTTP/1.1\r\n{host_line}\r\n"
 
 
 class _Connection(asyncio.Protocol):

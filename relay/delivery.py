@@ -24,9 +24,10 @@ so the run exists and is going; starting it again would run the function twice. 
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -38,7 +39,7 @@ RETRYABLE_STATUSES = frozenset({408, 425})
 _MAX_EXPONENT = 64  # 2**64 seconds is far past any cap; it keeps the float finite
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
     """What one forward got back. `status` is None when no HTTP answer came (then `error` says why)."""
 
@@ -57,8 +58,18 @@ class Answer:
 
 def policy(retry: Mapping[str, Any]) -> RetryPolicy:
     """The delivery's stored retry dict as a `RetryPolicy` (keys it lacks take the defaults)."""
+    try:
+        return _cached_policy(frozenset(retry.items()))
+    except TypeError:  # a value that cannot be hashed (not one relay stores): built each time
+        return _policy(retry.items())
+
+
+def _policy(items: Iterable[tuple[str, Any]]) -> RetryPolicy:
     names = {f.name for f in fields(RetryPolicy)}
-    return RetryPolicy(**{key: value for key, value in retry.items() if key in names})
+    return RetryPolicy(**{key: value for key, value in items if key in names})
+
+
+_cached_policy = functools.lru_cache(maxsize=256)(_policy)  # a few policies serve every delivery
 
 
 def backoff(attempt_number: int, policy: RetryPolicy, rng: random.Random) -> float:

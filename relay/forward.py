@@ -20,7 +20,7 @@ import re
 import shlex
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -126,7 +126,8 @@ async def send(http: Client, delivery: Delivery, notte: Notte) -> Answer:
         answer = stream.partial(f"cannot connect to {notte.api_url}: {_reason(exc.os_error)}")
     except ClientError as exc:
         answer = stream.partial(f"request to runs/start failed: {_reason(exc)}")
-    return replace(answer, latency_ms=(time.perf_counter() - started) * 1000)
+    answer.latency_ms = (time.perf_counter() - started) * 1000
+    return answer
 
 
 async def _exchange(http: Client, request: Request, limit: float, stream: _Stream) -> Answer:

@@ -14,7 +14,7 @@ Pace: `max_concurrent_runs` is the account's cap. Locally the worker keeps at mo
 the store refuses claims beyond the cap minus the leases other workers hold. A run's slot is free as soon as its
 answer is in: the attempt is then recorded while the next claim goes out.
 
-Claims overlap: up to `CLAIMS_AT_ONCE` are out at a time (a second one only for at least a quarter of the cap),
+Claims overlap: up to `CLAIMS_AT_ONCE` are out at a time (a second one only for at least a quarter of `pace`),
 so the runs of one claim go out while the next is taken. A claim waits behind the commit of the writes queued
 before it, which is what bounded a worker that claimed only after the last claim came back.
 """
@@ -171,13 +171,17 @@ class Worker:
 
     def _room(self) -> int:
         """How many slots a claim sent now would ask for: 0 when stopping, when `CLAIMS_AT_ONCE` are out, or
-        when one is out and fewer than a quarter of the cap are free (a second claim must be worth its commit)."""
+        when one is out and fewer than `_batch()` are free (a second claim must be worth its commit)."""
         if self._stopping or len(self._claims) >= CLAIMS_AT_ONCE:
             return 0
         free = self.pace - self._sending - self._claiming
-        if self._claims and free < max(1, self.cap // 4):
+        if self._claims and free < self._batch():
             return 0
         return max(free, 0)
+
+    def _batch(self) -> int:
+        """The least worth a claim while another is out, or a wake-up while runs are going: a quarter of `pace`."""
+        return max(1, self.pace // 4)
 
     def _claim_now(self) -> bool:
         """There is room, and the last claim did not come back short (then only a wake-up, new deliveries, a
@@ -258,7 +262,8 @@ class Worker:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         delivery = self._running.pop(task)
-        self._changed.set()
+        if not self._running:
+            self._changed.set()  # drain() looks for this moment
         if not task.cancelled() and (exc := task.exception()) is not None:
             # A bug, not a delivery outcome: the lease is no longer renewed, so the delivery is tried again.
             log.error("delivery %s crashed the worker task", delivery.id, exc_info=exc)
@@ -272,7 +277,8 @@ class Worker:
             answer = await forward.send(self.http, delivery, config.notte)
         finally:
             self._sending -= 1
-            self._changed.set()  # the slot is free: claim again while this attempt is recorded
+            if self._room() >= self._batch() or not self._sending:
+                self._changed.set()  # enough slots are free: claim again while this attempt is recorded
         outcome = classify(answer, delivery, self.ctx.clock(), self.rng)
         attempt = record(
             answer,

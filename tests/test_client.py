@@ -317,6 +317,9 @@ async def test_a_timeout_closes_the_connection_and_frees_its_slot() -> None:
     [
         ("http://127.0.0.1:9/x", [("X-Key", "a\r\nX-Injected: 1")], "header 'X-Key' holds a character"),
         ("http://127.0.0.1:9/x", [("X Key:", "a")], "holds a character"),
+        ("http://127.0.0.1:9/x", [("Accept", "*/*"), ("X Key", "a")], "header 'X Key' holds a character"),
+        ("http://127.0.0.1:9/x", [("X-Key", "a\0b")], "header 'X-Key' holds a character"),
+        ("http://127.0.0.1:9/x", [("", "a")], "header '' holds a character"),
         ("ftp://127.0.0.1/x", [], "not an http(s) URL"),
         ("http://127.0.0.1:99999/x", [], "is not a number from 1 to 65535"),
     ],

@@ -199,6 +199,14 @@ async def test_finishes_of_one_batch_each_record_their_own_outcome(store: Store)
     assert (third.status, third.attempts, third.history) == ("in_flight", 0, (attempts[2],))
 
 
+async def test_a_claim_gives_back_the_variables_exactly(store: Store) -> None:
+    """Integers beyond 64 bits too: a JSON reader that turned them into floats would change what is sent."""
+    variables = {"big": 123456789012345678901234567890, "n": 1.5, "s": "é", "none": None, "list": [1, "2"]}
+    await store.ingest(event(), [delivery(variables=variables)])
+    (claimed,) = await store.claim("w1", limit=1, now=NOW, lease=30, max_in_flight=10)
+    assert claimed.variables == variables and isinstance(claimed.variables["big"], int)
+
+
 async def test_finish_records_attempt_and_state(store: Store) -> None:
     new = event()
     await store.ingest(new, [delivery()])

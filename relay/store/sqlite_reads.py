@@ -80,6 +80,9 @@ def event_row(row: sqlite3.Row | tuple[Any, ...]) -> Event:
     )
 
 
+_STATUSES = {status.value: status for status in DeliveryStatus}
+
+
 def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
     (id, event, route_id, target_index, function_id, status, attempts, rate_limited, next_attempt_at, variables,
      stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at, spent,
@@ -90,7 +93,7 @@ def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
         route_id=route_id,
         target_index=target_index,
         function_id=function_id,
-        status=DeliveryStatus(status),
+        status=_STATUSES[status],
         attempts=attempts,
         rate_limited=rate_limited,
         next_attempt_at=next_attempt_at,
