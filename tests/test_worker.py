@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from relay import forward
+from relay.client import Client
 from relay.config import Config
 from relay.context import Context
 from relay.store import Delivery, DeliveryStatus, Event, NewDelivery, NewEvent, new_id
@@ -167,7 +167,7 @@ routes: []
 
 
 @contextlib.asynccontextmanager
-async def relay(tmp_path: Path, target: Target, **options: Any) -> AsyncIterator[tuple[Context, aiohttp.ClientSession]]:
+async def relay(tmp_path: Path, target: Target, **options: Any) -> AsyncIterator[tuple[Context, Client]]:
     config = relay_config(tmp_path, target, **options)
     store = SQLiteStore(tmp_path / "relay.db")
     await store.open()
