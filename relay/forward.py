@@ -13,8 +13,8 @@ so the runtime's answer, not a connection cut by relay, is what gets recorded.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
+import functools
 import json
 import re
 import shlex
@@ -85,8 +85,12 @@ def build(delivery: Delivery, notte: Notte, *, key: str | None = None) -> Reques
         "User-Agent": f"relay/{__version__}",
     }
     content = _dumps(body(delivery))
-    function = quote(delivery.function_id, safe="")
-    return Request(f"{notte.api_url}/functions/{function}/runs/start", headers, content)
+    return Request(f"{notte.api_url}/functions/{_quoted(delivery.function_id)}/runs/start", headers, content)
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted(function_id: str) -> str:
+    return quote(function_id, safe="")
 
 
 def answer_limit(delivery: Delivery) -> float:
@@ -132,7 +136,7 @@ async def send(http: Client, delivery: Delivery, notte: Notte) -> Answer:
 
 async def _exchange(http: Client, request: Request, limit: float, stream: _Stream) -> Answer:
     # The limit covers connecting, sending and the whole body (an SSE stream keeps reading).
-    async with asyncio.timeout(limit), http.post(request.url, request.headers.items(), request.content) as response:
+    async with http.post(request.url, request.headers.items(), request.content, timeout=limit) as response:
         status = response.status
         if not 200 <= status < 300:
             head = await _head(response, ERROR_BODY_BYTES)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.client import Client, ClientError, ConnectError, Disconnected, ProtocolError, Unanswered
+from relay.client import Client, ClientError, ConnectError, Disconnected, ProtocolError, Timeout, Unanswered
 from tests.conftest import serve_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -307,6 +307,71 @@ async def test_a_timeout_closes_the_connection_and_frees_its_slot() -> None:
         assert http.idle == 0
         assert await post(http, url) == (200, b'{"ok":true}')  # the one slot is free again
     assert len(connections) == 2
+
+
+async def test_the_timeout_bounds_the_wait_for_the_answer() -> None:
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # returns when the client hangs up
+
+    async with raw_server(never) as (url, _), Client(limit=1) as http:
+        with pytest.raises(Timeout) as caught:
+            async with http.post(url, [], b"", timeout=0.2):
+                pass
+        assert isinstance(caught.value, TimeoutError) and http.idle == 0
+
+
+async def test_the_timeout_bounds_the_whole_body() -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"6\r\ndata: \r\n")
+        await writer.drain()
+        await reader.read()  # the rest never comes
+
+    async with raw_server(stall) as (url, _), Client(limit=1) as http:
+        got = []
+        with pytest.raises(Timeout):
+            async with http.post(url, [], b"", timeout=0.3) as response:
+                async for chunk in response.chunks():
+                    got.append(chunk)
+        assert got == [b"data: "] and http.idle == 0
+
+
+async def test_the_timeout_bounds_the_wait_for_a_free_connection() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(slow) as (url, _), Client(limit=1) as http:
+        first = asyncio.create_task(post(http, url))
+        while not http._slots.locked():
+            await asyncio.sleep(0.01)  # until the first request holds the one connection
+        with pytest.raises(Timeout):
+            async with http.post(url, [], b"", timeout=0.2):
+                pass
+        release.set()
+        assert await first == (200, b'{"ok":true}')
+
+
+async def test_an_answer_in_time_leaves_no_timer_behind() -> None:
+    async with raw_server(answer_all) as (url, connections), Client(limit=1) as http:
+        for _ in range(3):
+            async with http.post(url, [], b"", timeout=0.5) as response:
+                assert await response.read() == b'{"ok":true}'
+        (connection,) = (c for idle in http._idle.values() for c in idle)
+        assert connection._timer is None
+    assert len(connections) == 1
+
+
+async def answer_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await read_request(reader):
+        writer.write(OK)
+        await writer.drain()
 
 
 # -- what is refused before anything is sent -----------------------------------------------------------------------

@@ -101,6 +101,21 @@ def reject(connection: sqlite3.Connection, rejection: Rejection, keep: int) -> N
     connection.execute(sql.REJECTION_PRUNE, {"source": rejection.source, "keep": keep})
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim (Store.claim's arguments). The writer commits claims on their own, first and without waiting for
+    the disk (see SQLiteStore._commit), so a worker's next runs never wait behind other writes' fsync."""
+
+    owner: str
+    limit: int
+    now: float
+    lease: float
+    max_in_flight: int
+
+    def __call__(self, connection: sqlite3.Connection) -> list[Delivery]:
+        return claim(connection, self.owner, self.limit, self.now, self.lease, self.max_in_flight)
+
+
 def claim(
     connection: sqlite3.Connection, owner: str, limit: int, now: float, lease: float, max_in_flight: int
 ) -> list[Delivery]:
