@@ -170,6 +170,18 @@ async def test_a_workers_own_leases_are_bounded_by_its_limit_not_by_the_cap(stor
     assert len(await store.claim("w2", limit=5, now=NOW, lease=30, max_in_flight=5)) == 1  # 5 - w1's 4 leases
 
 
+async def test_claims_skip_the_fsync_and_everything_else_keeps_it(store: SQLiteStore) -> None:
+    """Claims commit first with synchronous=NORMAL (a lost claim only means the delivery is tried again); the
+    writes that share their batch, and every write after, are still committed with synchronous=FULL (2)."""
+    new = event()
+    await store.ingest(new, [delivery() for _ in range(2)])
+    (claimed,) = await store.claim("w1", limit=1, now=NOW, lease=30, max_in_flight=10)
+    synchronous = store._write(lambda connection: connection.execute("PRAGMA synchronous").fetchone()[0])
+    second, level = await asyncio.gather(store.claim("w1", limit=1, now=NOW, lease=30, max_in_flight=10), synchronous)
+    assert level == 2 and len(second) == 1 and second[0].id != claimed.id
+    assert {d.status for d in (await store.event(new.id)).deliveries} == {DeliveryStatus.IN_FLIGHT}
+
+
 async def test_finishes_of_one_batch_each_record_their_own_outcome(store: Store) -> None:
     new = event()
     await store.ingest(new, [delivery() for _ in range(3)])
