@@ -169,6 +169,8 @@ class Response:
 
     async def read(self, limit: int | None = None) -> bytes:
         """The body, or its first `limit` bytes (the rest is not read, and the connection is not reused)."""
+        if limit is None:
+            return await self._connection.whole_body()
         chunks: list[bytes] = []
         size = 0
         async for chunk in self.chunks():
@@ -232,30 +234,38 @@ def _request(url: str, headers: Iterable[tuple[str, str]], body: bytes) -> tuple
     """The origin to connect to and the request's bytes: request line, headers, Content-Length, body."""
     origin, start = _start(url)
     headers = list(headers)
-    agent = False
-    for name, _ in headers:
-        if name not in _NAMES_SEEN and not _name_ok(name):
-            raise ClientError(f"header {name!r} holds a character HTTP does not allow")
-        agent = agent or name.lower() == "user-agent"
+    names = tuple(name for name, _ in headers)
+    agent = _NAMES_SEEN.get(names)
+    if agent is None:
+        agent = _check_names(names)
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
     if lines.count("\r") != len(headers) or lines.count("\n") != len(headers) or "\0" in lines:  # in a value
         bad = next((name for name, value in headers if any(c in value for c in _FORBIDDEN_IN_HEADERS)), "?")
         raise ClientError(f"header {bad!r} holds a character HTTP does not allow")
     if not agent:
         lines += f"User-Agent: relay/{__version__}\r\n"
-    return origin, f"{start}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+    try:
+        head = f"{start}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ClientError(
+            f"the request holds {exc.object[exc.start : exc.end]!r}, which HTTP/1.1 cannot send"
+        ) from None
+    return origin, head + body
 
 
-_NAMES_SEEN: set[str] = set()  # names already checked: a relay sends the same few with every request
+_NAMES_SEEN: dict[tuple[str, ...], bool] = {}  # header names already checked (and whether User-Agent is one)
 
 
-def _name_ok(name: str) -> bool:
-    """A header name is a token: no separators, spaces or control characters (RFC 9110 5.1)."""
-    if not name or any(c in _NOT_IN_NAMES or not c.isprintable() for c in name):
-        return False
+def _check_names(names: tuple[str, ...]) -> bool:
+    """Each name must be a token: no separators, spaces or control characters (RFC 9110 5.1). Returns whether
+    User-Agent is among them. A relay sends the same few names with every request: they are checked once."""
+    for name in names:
+        if not name or any(c in _NOT_IN_NAMES or not c.isprintable() for c in name):
+            raise ClientError(f"header {name!r} holds a character HTTP does not allow")
+    agent = any(name.lower() == "user-agent" for name in names)
     if len(_NAMES_SEEN) < 256:
-        _NAMES_SEEN.add(name)
-    return True
+        _NAMES_SEEN[names] = agent
+    return agent
 
 
 _NOT_IN_NAMES = frozenset(' "(),/:;<=>?@[\\]{}\t\r\n\0')
@@ -328,6 +338,13 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(deadline, self._expire)
         self._transport.write(request)
         return await self._head
+
+    async def whole_body(self) -> bytes:
+        """The rest of the body, once it is complete (the common small answer is, by the time it is asked for)."""
+        parts: list[bytes] = []
+        while (chunk := await self.next_chunk()) is not None:
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def next_chunk(self) -> bytes | None:
         """The next piece of the body; None once it is complete. Raises if the connection broke off first."""

@@ -386,6 +386,7 @@ async def answer_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         ("http://127.0.0.1:9/x", [("X-Key", "a\0b")], "header 'X-Key' holds a character"),
         ("http://127.0.0.1:9/x", [("", "a")], "header '' holds a character"),
         ("ftp://127.0.0.1/x", [], "not an http(s) URL"),
+        ("http://127.0.0.1:9/x", [("X-Key", "ключ")], "the request holds 'ключ', which HTTP/1.1 cannot send"),
         ("http://127.0.0.1:99999/x", [], "is not a number from 1 to 65535"),
     ],
 )
