@@ -6,8 +6,8 @@
             await response.read()  /  await response.read(4096)  /  async for chunk in response.chunks(): ...
 
 Why not aiohttp or httpx: forwarding is the hot path of a busy relay and runs on the event-loop thread. Against
-the same local sink, 64 requests in flight, aiohttp costs 2.3 times the CPU per request of this client and httpx
-about 70 times (bench/client; httpx's pool is encode/httpx#3215). relay needs one narrow thing -- POST a small
+the same local sink, 64 requests in flight, aiohttp costs 3.2 times the CPU per request of this client and httpx
+about 100 times (bench/client; httpx's pool is encode/httpx#3215). relay needs one narrow thing -- POST a small
 JSON body, read a JSON or event-stream answer -- and that is all this does:
 
 - connections are kept per origin (scheme, host, port) and reused last-in first-out; at most `limit` are open,

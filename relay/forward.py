@@ -3,7 +3,7 @@
 `build()` is the only place the request is made, so `send()` and `curl_command()` cannot drift apart.
 
 The client is relay's own (relay/client.py: keep-alive connections on asyncio, httptools parsing): per request
-it costs the event loop less than half of what aiohttp costs, and httpx's pool slows down with many requests in
+it costs the event loop about a third of what aiohttp costs, and httpx's pool slows down with many requests in
 flight (encode/httpx#3215). The figures are in docs/benchmarks.md (bench/client, bench/deliver).
 
 Timeouts: the run's own limit travels as `Relay-Run-Timeout` (relay's local runtime ends the run then and

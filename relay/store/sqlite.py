@@ -1,11 +1,17 @@
 """The SQLite store: WAL with `synchronous=FULL`, one writer thread with group commit, readers in threads.
 
 Every write is queued to the writer thread: an `Ingest` (an event and its deliveries as ready-made statement
-parameters) or a function of a connection. The writer takes everything queued, runs it in ONE transaction (the
-ingests of a batch as two `executemany` calls), commits, which fsyncs the WAL, and only then wakes the coroutines
-waiting on those writes. Under load many events share one fsync; alone, an event waits for exactly one. If one
-write fails, the batch is undone and run again with each write in its own savepoint, so only its waiter sees the
-error.
+parameters), a `Finish` (an attempt and its outcome, likewise), a `Claim`, or a function of a connection. The
+writer takes everything queued, runs it in ONE transaction (the ingests of a batch as two `INSERT ... SELECT FROM
+json_each` statements, its finishes as two more), commits, which fsyncs the WAL, and only then wakes the
+coroutines waiting on those writes. Under load many events share one fsync; alone, an event waits for exactly
+one. If one write fails, the batch is undone and run again with each write in its own savepoint, so only its
+waiter sees the error.
+
+Claims are the exception: they go first, in a transaction of their own that does not wait for the disk
+(`synchronous=NORMAL`, then back to FULL), so a worker's next runs never wait behind other writes' fsync. A
+claim is only a lease: lost to a power cut (never to a crash of the process: the WAL is written), it leaves its
+deliveries due, and they are attempted again.
 """
 
 from __future__ import annotations
