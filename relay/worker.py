@@ -298,6 +298,8 @@ class Worker:
             return
         if outcome.next_attempt_at is not None:
             heapq.heappush(self._due, outcome.next_attempt_at)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "delivery %s to %s: attempt %d %s%s",
             delivery.id,

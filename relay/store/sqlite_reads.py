@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from relay.errors import NotFound
@@ -83,6 +86,11 @@ def event_row(row: sqlite3.Row | tuple[Any, ...]) -> Event:
 _STATUSES = {status.value: status for status in DeliveryStatus}
 
 
+@functools.lru_cache(maxsize=256)  # the same few policies, as text, on every row: read once, shared read-only
+def _retry(text: str) -> Mapping[str, Any]:
+    return MappingProxyType(json.loads(text))
+
+
 def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
     (id, event, route_id, target_index, function_id, status, attempts, rate_limited, next_attempt_at, variables,
      stream, timeout, retry, runtime, last_error, function_run_id, created_at, updated_at, spent,
@@ -100,7 +108,7 @@ def delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
         variables=json.loads(variables) if variables is not None else None,
         stream=bool(stream),
         timeout=timeout,
-        retry=json.loads(retry),
+        retry=_retry(retry),
         runtime=json.loads(runtime) if runtime is not None else None,
         last_error=last_error,
         function_run_id=function_run_id,
