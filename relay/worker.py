@@ -15,8 +15,9 @@ the store refuses claims beyond the cap minus the leases other workers hold. A r
 answer is in: the attempt is then recorded while the next claim goes out.
 
 Claims overlap: up to `CLAIMS_AT_ONCE` are out at a time (a second one only for at least a quarter of `pace`),
-so the runs of one claim go out while the next is taken. A claim waits behind the commit of the writes queued
-before it, which is what bounded a worker that claimed only after the last claim came back.
+so the runs of one claim go out while the next is taken; the SQLite store commits claims ahead of the other
+writes of a batch, without waiting for the disk. Together these broke the lock-step in which the loop waited for
+a claim while the writer committed finishes, then the writer waited while the loop sent (docs/benchmarks.md).
 """
 
 from __future__ import annotations
