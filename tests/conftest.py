@@ -15,9 +15,21 @@ import uvicorn
 
 from relay import config
 from relay.app import create_app
+from relay.store import Delivery, DeliveryStatus
 from relay.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_flight(**fields: Any) -> Delivery:
+    """A claimed delivery as a worker holds it: `func_a`, no attempt yet, no retry settings; `fields` change it."""
+    base: dict[str, Any] = {
+        "id": "dlv_1", "event": "evt_1", "route_id": "r", "target_index": 0, "function_id": "func_a",
+        "status": DeliveryStatus.IN_FLIGHT, "attempts": 0, "rate_limited": 0, "next_attempt_at": 0.0,
+        "variables": {}, "stream": False, "timeout": 30.0, "retry": {}, "runtime": None, "last_error": None,
+        "function_run_id": None, "created_at": 0.0, "updated_at": 0.0,
+    }  # fmt: skip
+    return Delivery(**{**base, **fields})
 
 
 @pytest.fixture

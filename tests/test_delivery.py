@@ -12,6 +12,7 @@ import pytest
 from relay.config import RetryPolicy
 from relay.delivery import Answer, backoff, classify, next_attempt_at, policy, record, result_text, retry_after
 from relay.store import Delivery, DeliveryStatus, Outcome
+from tests.conftest import in_flight
 
 NOW = 1_800_000_000.0
 RETRY = {"max_attempts": 3, "base": 2.0, "cap": 60.0, "max_age": 3600.0, "on_function_failure": False}
@@ -25,27 +26,8 @@ class Highest(random.Random):
 
 
 def delivery(**changes: Any) -> Delivery:
-    base = Delivery(
-        id="dlv_1",
-        event="evt_1",
-        route_id="r",
-        target_index=0,
-        function_id="func_a",
-        status=DeliveryStatus.IN_FLIGHT,
-        attempts=0,
-        rate_limited=0,
-        next_attempt_at=NOW,
-        variables={"n": 1},
-        stream=False,
-        timeout=30.0,
-        retry=RETRY,
-        runtime=None,
-        last_error=None,
-        function_run_id=None,
-        created_at=NOW - 10,
-        updated_at=NOW,
-    )
-    return replace(base, **changes)
+    fields = {"next_attempt_at": NOW, "variables": {"n": 1}, "retry": RETRY, "created_at": NOW - 10, "updated_at": NOW}
+    return in_flight(**{**fields, **changes})
 
 
 def ran(status: str, result: Any = "ok") -> Answer:

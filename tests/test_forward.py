@@ -26,8 +26,8 @@ from starlette.routing import Route
 from relay import forward, functions
 from relay.config import Notte, Secret
 from relay.errors import DeliveryError
-from relay.store import Delivery, DeliveryStatus
-from tests.conftest import serve_in_thread
+from relay.store import Delivery
+from tests.conftest import in_flight, serve_in_thread
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # notte-core's own pydantic v1-style config, at import
@@ -43,27 +43,8 @@ Reply = Callable[[Request], Awaitable[Response]]
 
 
 def delivery(**changes: Any) -> Delivery:
-    base = Delivery(
-        id="dlv_01",
-        event="evt_1",
-        route_id="r",
-        target_index=0,
-        function_id="func_a",
-        status=DeliveryStatus.IN_FLIGHT,
-        attempts=0,
-        rate_limited=0,
-        next_attempt_at=0.0,
-        variables={"invoice_id": "in_1", "amount": 1200, "email": None, "note": "it's paid"},
-        stream=False,
-        timeout=30.0,
-        retry={},
-        runtime=None,
-        last_error=None,
-        function_run_id=None,
-        created_at=0.0,
-        updated_at=0.0,
-    )
-    return replace(base, **changes)
+    variables = {"invoice_id": "in_1", "amount": 1200, "email": None, "note": "it's paid"}
+    return in_flight(**{"id": "dlv_01", "variables": variables, **changes})
 
 
 @dataclass

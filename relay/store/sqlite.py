@@ -179,17 +179,15 @@ class SQLiteStore:
         and hand them back at once; then the rest, durably. A claim lost to a power cut (never to a crash of the
         process: the WAL is written) leaves its deliveries due, and they are attempted again, as every lease is."""
         claims = [item for item in batch if isinstance(item[0], writes.Claim)]
-        if claims and len(claims) < len(batch):
-            self._commit(connection, claims)
-            batch = [item for item in batch if not isinstance(item[0], writes.Claim)]
-        elif claims:
+        if claims:
             connection.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._commit_now(connection, batch)
+                self._commit_now(connection, claims)
             finally:
                 connection.execute("PRAGMA synchronous=FULL")
-            return
-        self._commit_now(connection, batch)
+        rest = [item for item in batch if not isinstance(item[0], writes.Claim)] if claims else batch
+        if rest:
+            self._commit_now(connection, rest)
 
     def _commit_now(self, connection: sqlite3.Connection, batch: list[Any]) -> None:
         try:
